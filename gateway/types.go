@@ -1,0 +1,76 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors that the edges map to a /ws error, an HTTP status or an
+// MQTT result with errors.Is.
+var (
+	ErrUnknownDevice = errors.New("unknown device")
+	ErrNotAllowed    = errors.New("command not in the device's allow-list")
+	ErrOffline       = errors.New("device is offline")
+	ErrRateLimited   = errors.New("too many commands, slow down")
+	ErrTimeout       = errors.New("board did not take the command in time")
+	ErrBadCommand    = errors.New("bad command")
+	ErrSlowConsumer  = errors.New("subscriber fell behind")
+	ErrShutdown      = errors.New("gateway is shutting down")
+)
+
+// CommandTimeout bounds how long a command may wait for the board link to
+// write it; the contract promises an answer within 2 s.
+const CommandTimeout = 1800 * time.Millisecond
+
+// Reading is one labelled value from a board. Value is compact, valid JSON.
+type Reading struct {
+	Label string
+	Value json.RawMessage
+}
+
+// Command is what a browser, HTTP client or MQTT publisher asks a board to do.
+// Label may be empty (a bare "toggle"). Value is compact, valid JSON.
+type Command struct {
+	Label string
+	Value json.RawMessage
+}
+
+// SendFunc hands one command to a board link. It must return once the link
+// has written the command (nil), failed, or ctx ended; it must not keep a
+// reference to c after it returns. Implementations are called concurrently.
+type SendFunc func(ctx context.Context, c Command) error
+
+// Transport keeps links to boards alive until ctx ends. Run returns only after
+// every goroutine it started has exited.
+type Transport interface {
+	Run(ctx context.Context, s Sink) error
+}
+
+// Sink is the core as a transport sees it. It is safe for concurrent use and
+// never blocks long.
+type Sink interface {
+	// Attach reports that the board link for device is up and hands the core
+	// the function that writes commands to it. The device goes online. The
+	// returned Link publishes the board's readings and must be detached when
+	// the link goes down. Attaching a device that already has a link replaces
+	// that link (the old Link's methods become no-ops).
+	Attach(device string, send SendFunc) (*Link, error)
+}
+
+// DeviceInfo describes a device as browsers and other gateways see it.
+type DeviceInfo struct {
+	ID        string
+	Name      string
+	Gateway   string // the gateway the board is attached to
+	Transport string
+	Commands  []string // allow-list of command values
+	Remote    bool     // imported from another gateway over MQTT
+}
+
+// TimeFormat is how every timestamp leaves the gateway: UTC, milliseconds.
+const TimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// FormatTime formats t as the contract's timestamps ("2026-11-23T10:00:00.123Z").
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
