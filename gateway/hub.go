@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -731,7 +732,7 @@ func (h *Hub) Command(ctx context.Context, id string, c Command) (err error) {
 	key := CommandKey(c.Value)
 	if !d.allowed[key] {
 		h.mu.Unlock()
-		return fmt.Errorf("device %s: %q: %w %v", id, key, ErrNotAllowed, sortedKeys(d.allowed))
+		return fmt.Errorf("device %s: command %q: %w (allowed: %s)", id, key, ErrNotAllowed, strings.Join(sortedKeys(d.allowed), ", "))
 	}
 	link := d.link
 	if link == nil {

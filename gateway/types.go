@@ -11,7 +11,7 @@ import (
 // MQTT result with errors.Is.
 var (
 	ErrUnknownDevice = errors.New("unknown device")
-	ErrNotAllowed    = errors.New("command not in the device's allow-list")
+	ErrNotAllowed    = errors.New("not in the device's allow-list")
 	ErrOffline       = errors.New("device is offline")
 	ErrRateLimited   = errors.New("too many commands, slow down")
 	ErrTimeout       = errors.New("board did not take the command in time")

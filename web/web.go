@@ -1,13 +1,28 @@
-// Package web serves everything a browser or HTTP client talks to.
+// Package web serves everything a browser or HTTP client talks to: the
+// embedded dashboard, the /ws event stream, the per-device compatibility
+// endpoint, the JSON API, auth, /healthz and /metrics.
+//
+// Each WebSocket connection runs one reader (the handler goroutine) and one
+// writer goroutine that owns every write; both end when the connection
+// closes, the client falls behind, or the hub shuts down. Server.Wait
+// returns once every connection's goroutines have exited.
 package web
 
 import (
+	"embed"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/esp32gw/esp32gw/gateway"
 )
+
+//go:embed static
+var staticFiles embed.FS
 
 // MetricsWriter adds Prometheus text lines to /metrics (e.g. the MQTT bridge).
 type MetricsWriter interface{ WriteMetrics(w io.Writer) }
@@ -15,21 +30,128 @@ type MetricsWriter interface{ WriteMetrics(w io.Writer) }
 // Options configure the web server.
 type Options struct {
 	Hub            *gateway.Hub
-	AuthMode       string // token | none
-	Token          string
+	AuthMode       string // "token" (default) or "none"
+	Token          string // required with auth token
 	AllowedOrigins []string
 	Logger         *slog.Logger
 	Metrics        []MetricsWriter
 	Version        string
 }
 
-// Server is the browser-facing side.
-type Server struct{ o Options }
+// Server is the browser-facing side of the gateway. It is an http.Handler.
+type Server struct {
+	hub     *gateway.Hub
+	auth    authenticator
+	origins map[string]bool
+	log     *slog.Logger
+	metrics []MetricsWriter
+	version string
+	mux     *http.ServeMux
+	static  fs.FS
 
-// New returns the server.
-func New(o Options) *Server { return &Server{o: o} }
+	conns    sync.WaitGroup // every WebSocket connection's goroutines
+	browsers atomic.Int64   // open /ws and compatibility connections
+}
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
+// New builds the server and its routes.
+func New(o Options) *Server {
+	s := &Server{
+		hub:     o.Hub,
+		auth:    authenticator{mode: o.AuthMode, token: o.Token},
+		origins: map[string]bool{},
+		log:     o.Logger,
+		metrics: o.Metrics,
+		version: o.Version,
+		mux:     http.NewServeMux(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, origin := range o.AllowedOrigins {
+		s.origins[normalizeOrigin(origin)] = true
+	}
+	s.static, _ = fs.Sub(staticFiles, "static")
 
-// Wait blocks until every WebSocket connection has ended.
-func (s *Server) Wait() {}
+	s.mux.HandleFunc("GET /{$}", s.handleIndex)
+	s.mux.Handle("GET /assets/", http.FileServerFS(s.static))
+	s.mux.HandleFunc("POST /logout", s.handleLogout)
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	s.mux.Handle("GET /metrics", s.requireToken(http.HandlerFunc(s.handleMetrics)))
+	s.mux.HandleFunc("GET /ws", s.handleWS)
+	s.mux.HandleFunc("GET /ws/devices/{id}", s.handleCompat)
+	s.mux.Handle("GET /api/devices", s.requireToken(http.HandlerFunc(s.handleDevices)))
+	s.mux.Handle("GET /api/devices/{id}", s.requireToken(http.HandlerFunc(s.handleDevice)))
+	s.mux.Handle("GET /api/devices/{id}/history", s.requireToken(http.HandlerFunc(s.handleHistory)))
+	s.mux.Handle("POST /api/devices/{id}/command", s.requireToken(http.HandlerFunc(s.handleCommand)))
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return s
+}
+
+// ServeHTTP routes a request. Unsafe cross-origin requests (a form on another
+// site posting a command with the user's cookie) are refused with 403.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
+		if origin := r.Header.Get("Origin"); origin != "" && !s.originAllowed(r) {
+			writeError(w, http.StatusForbidden, "cross-origin request refused")
+			return
+		}
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Origin") == "" {
+			writeError(w, http.StatusForbidden, "cross-site request refused")
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// Wait blocks until every WebSocket connection has ended. Call it after the
+// hub is closed, which ends every subscription.
+func (s *Server) Wait() { s.conns.Wait() }
+
+// handleIndex serves the dashboard. A login link (/?token=T) sets the
+// session cookie and redirects to / so the token leaves the address bar.
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	if t := r.URL.Query().Get("token"); t != "" && s.auth.enabled() {
+		if !s.auth.valid(t) {
+			s.log.Warn("login with a wrong token", "addr", r.RemoteAddr)
+			http.Redirect(w, r, "/?login=failed", http.StatusSeeOther)
+			return
+		}
+		s.auth.setCookie(w, r)
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")
+	http.ServeFileFS(w, r, s.static, "index.html")
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	s.auth.clearCookie(w, r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// originAllowed: no Origin (a non-browser client), the same origin as the
+// request's Host, or one listed in allowed_origins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	o := normalizeOrigin(origin)
+	if s.origins[o] {
+		return true
+	}
+	_, host, ok := strings.Cut(o, "://")
+	return ok && strings.EqualFold(host, r.Host)
+}
+
+func normalizeOrigin(o string) string {
+	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")
+}

@@ -1,0 +1,5 @@
+//go:build race
+
+package testgw
+
+const raceEnabled = true

@@ -1,0 +1,92 @@
+package web
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/adapters/wire"
+	"github.com/esp32gw/esp32gw/gateway"
+)
+
+// handleCompat serves GET /ws/devices/{id}: the board's own dialect, so a page
+// written for an ESP32 works unchanged against the gateway. On connect it
+// sends every label's current value, then every new reading, each as exactly
+// {"label":L,"value":V}; text frames from the page are commands.
+func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	r, ok := s.admit(w, r)
+	if !ok {
+		return
+	}
+	if _, found := s.hub.Device(id); !found {
+		writeError(w, http.StatusNotFound, "unknown device "+id)
+		return
+	}
+	ws, err := upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return
+	}
+	sub, first, err := s.hub.Subscribe(-1, 0)
+	if err != nil {
+		closeNow(ws, websocket.CloseGoingAway, "gateway shutting down")
+		return
+	}
+	sub.SetFilter([]string{id}, false)
+	var initial []*gateway.Message
+	for _, m := range first { // one snapshot: turn this device's labels into readings
+		initial = append(initial, snapshotReadings(m, id)...)
+	}
+	c := s.newConn(ws, sub, func(m *gateway.Message) (*websocket.PreparedMessage, bool) {
+		if m.Kind != gateway.KindEvent || m.Device != id {
+			return nil, false
+		}
+		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, readingFrame(m.Label, m.Value))
+		return pm, err == nil
+	})
+	c.handle = func(data []byte) {
+		cmd := wire.ParseCommand(data)
+		if err := s.hub.Command(c.ctx, id, cmd); err != nil {
+			s.log.Debug("compat command refused", "device", id, "err", err)
+		}
+	}
+	c.run(initial)
+}
+
+func readingFrame(label string, value json.RawMessage) []byte {
+	b, _ := json.Marshal(struct {
+		Label string          `json:"label"`
+		Value json.RawMessage `json:"value"`
+	}{label, value})
+	return b
+}
+
+// snapshotReadings turns a snapshot message into one event message per label
+// of device id, ordered by their seq.
+func snapshotReadings(m *gateway.Message, id string) []*gateway.Message {
+	if m.Kind != gateway.KindSnapshot {
+		return []*gateway.Message{m}
+	}
+	var snap struct {
+		Devices []gateway.DeviceState `json:"devices"`
+	}
+	if json.Unmarshal(m.Data, &snap) != nil {
+		return nil
+	}
+	var out []*gateway.Message
+	for _, d := range snap.Devices {
+		if d.ID != id {
+			continue
+		}
+		for label, v := range d.Labels {
+			out = append(out, &gateway.Message{Kind: gateway.KindEvent, Device: id, Label: label, Value: v.Value, Seq: v.Seq})
+		}
+	}
+	for i := 1; i < len(out); i++ { // insertion sort by seq: few labels
+		for j := i; j > 0 && out[j].Seq < out[j-1].Seq; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
