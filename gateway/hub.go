@@ -502,7 +502,7 @@ func (h *Hub) Subscribe(since int64, queueLen int) (s *Subscription, first []*Me
 	s.C = s.ch
 	if since >= 0 && uint64(since) >= h.ringFloor && uint64(since) <= h.seq {
 		for _, m := range h.ring {
-			if (m.Kind == KindEvent && m.Seq > uint64(since)) || (m.Kind == KindStatus && m.Seq >= uint64(since) && uint64(since) != h.seq) {
+			if (m.Kind == KindEvent && m.Seq > uint64(since)) || (m.Kind == KindStatus && m.Seq >= uint64(since)) {
 				first = append(first, m)
 			}
 		}
