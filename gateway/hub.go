@@ -55,15 +55,16 @@ type Hub struct {
 	now       func() time.Time
 	counters  Counters
 
-	mu        sync.Mutex
-	seq       uint64
-	devices   map[string]*device
-	order     []string
-	ring      []*Message // events and statuses, oldest first, len <= histLen+statusSlack
-	ringFloor uint64     // every event with seq > ringFloor is still in ring
-	subs      map[*Subscription]struct{}
-	closed    bool
-	linkGen   uint64
+	mu         sync.Mutex
+	seq        uint64
+	devices    map[string]*device
+	order      []string
+	ring       []*Message // events and statuses, oldest first; see remember for its bounds
+	ringEvents int        // events in ring
+	ringFloor  uint64     // every event and status after event ringFloor is still in ring
+	subs       map[*Subscription]struct{}
+	closed     bool
+	linkGen    uint64
 }
 
 // Counters are the hub's monotonic counters, read by /metrics.
@@ -422,25 +423,35 @@ func (h *Hub) statusLocked(d *device, online bool, reason string) {
 	h.broadcastLocked(m)
 }
 
-// remember appends m to the replay ring, evicting the oldest entries.
+// remember appends m to the replay ring, evicting the oldest entries. The
+// ring keeps at least histLen events whatever the statuses among them, and
+// at most 2*histLen entries so a flapping board cannot grow it. Evicting a
+// status raises ringFloor past it, so a resume that would need it gets a
+// snapshot instead of a replay that silently lacks it.
 func (h *Hub) remember(m *Message) {
-	// Statuses share the ring; allow a little slack so events keep at least histLen slots.
-	limit := h.histLen + h.histLen/4
-	if len(h.ring) >= limit {
-		drop := len(h.ring) - limit + 1
-		if drop < limit/8 {
-			drop = limit / 8 // shift in chunks, not per message
-		}
-		for _, old := range h.ring[:drop] {
-			if old.Kind == KindEvent {
-				h.ringFloor = old.Seq
-			}
-		}
-		n := copy(h.ring, h.ring[drop:])
-		clear(h.ring[n:])
-		h.ring = h.ring[:n]
-	}
 	h.ring = append(h.ring, m)
+	if m.Kind == KindEvent {
+		h.ringEvents++
+	}
+	maxLen := 2 * h.histLen
+	chunk := h.histLen / 8 // evict in chunks, not per message
+	if h.ringEvents <= h.histLen+chunk && len(h.ring) <= maxLen+chunk {
+		return
+	}
+	drop := 0
+	for ; drop < len(h.ring) && (h.ringEvents > h.histLen || len(h.ring)-drop > maxLen); drop++ {
+		old := h.ring[drop]
+		floor := old.Seq
+		if old.Kind == KindEvent {
+			h.ringEvents--
+		} else {
+			floor++ // a resume from old.Seq would need this status
+		}
+		h.ringFloor = max(h.ringFloor, floor)
+	}
+	n := copy(h.ring, h.ring[drop:])
+	clear(h.ring[n:])
+	h.ring = h.ring[:n]
 }
 
 func (h *Hub) broadcastLocked(m *Message) {
