@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -797,7 +798,7 @@ func checkReading(r Reading) error {
 		return errors.New("label is not valid UTF-8")
 	}
 	for _, c := range r.Label {
-		if c < 0x20 || c == 0x7f || c == '+' || c == '#' || c == '/' {
+		if unicode.IsControl(c) || c == '+' || c == '#' || c == '/' {
 			return errors.New("label must not hold control characters, '+', '#' or '/'")
 		}
 	}
