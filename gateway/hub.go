@@ -772,6 +772,10 @@ func (h *Hub) Command(ctx context.Context, id string, c Command) (err error) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			return fmt.Errorf("device %s: %w", id, ErrTimeout)
 		}
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// The link's own write deadline (set from ctx) fired first.
+			return fmt.Errorf("device %s: %w (%v)", id, ErrTimeout, err)
+		}
 		if link.dead.Load() && !errors.Is(err, ErrOffline) {
 			return fmt.Errorf("device %s: %w (%v)", id, ErrOffline, err)
 		}
