@@ -350,6 +350,8 @@ func (l *Link) describe(ctx context.Context, cause error) string {
 		return cr.Text
 	case ctx.Err() != nil && (errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded)):
 		return "gateway shutting down"
+	case errors.As(cause, &ce) && ce.Code == websocket.CloseAbnormalClosure:
+		return "connection to the board lost without a close frame"
 	case errors.As(cause, &ce):
 		if ce.Text != "" {
 			return fmt.Sprintf("board closed the link (%d: %s)", ce.Code, truncate(ce.Text, 80))

@@ -1,0 +1,359 @@
+package wsdial
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/adapters/boardlink/boardtest"
+	"github.com/esp32gw/esp32gw/gateway"
+)
+
+const dev = "kitchen"
+
+var toggle = gateway.Command{Label: "led", Value: json.RawMessage(`"toggle"`)}
+
+// syncBuf collects log output from the dialer's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type rig struct {
+	hub  *gateway.Hub
+	sub  *gateway.Subscription
+	d    *Dialer
+	logs *syncBuf
+	stop func()
+}
+
+// newRig builds a real hub with the device, a "browser" subscription and a
+// Dialer for url; fast shortens every timing so fault tests run in
+// milliseconds. Call run to start it.
+func newRig(t *testing.T, url string, fast bool) *rig {
+	t.Helper()
+	hub := gateway.NewHub(gateway.Options{GatewayID: "test"})
+	cfg := gateway.DeviceConfig{ID: dev, Transport: gateway.TransportWSDial, URL: url, Commands: []string{"toggle"}, CommandFormat: gateway.FormatText}
+	if err := hub.AddDevice(gateway.DeviceInfo{ID: dev, Transport: cfg.Transport, Commands: cfg.Commands}); err != nil {
+		t.Fatal(err)
+	}
+	sub, _, err := hub.Subscribe(-1, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sub.Close)
+	logs := &syncBuf{}
+	d := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if fast {
+		d.firstJitter, d.base, d.max, d.healthy = time.Millisecond, 10*time.Millisecond, 40*time.Millisecond, time.Hour
+		d.link.PingPeriod, d.link.SilenceTimeout, d.link.CloseWait = 50*time.Millisecond, 300*time.Millisecond, 200*time.Millisecond
+		d.dialer.HandshakeTimeout = 500 * time.Millisecond
+	}
+	return &rig{hub: hub, sub: sub, d: d, logs: logs}
+}
+
+func (r *rig) run(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.d.Run(ctx, r.hub) }()
+	var once sync.Once
+	r.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("Run did not return within 5 s of cancel")
+			}
+		})
+	}
+	t.Cleanup(r.stop)
+}
+
+func (r *rig) state(t *testing.T) gateway.DeviceState {
+	t.Helper()
+	st, err := r.hub.DeviceState(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestTutorialSketch: an unmodified tutorial board works as configured in
+// the README: values reach browsers, toggle round-trips, a second browser
+// sees the change.
+func TestTutorialSketch(t *testing.T) {
+	boardtest.LeakCheck(t)
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), false)
+	second, _, err := r.hub.Subscribe(-1, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	r.run(t)
+
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	boardtest.Next(t, r.sub, 2*time.Second, "state on connect", boardtest.Event(dev, "ledStatus", "LED OFF"))
+	board.Tick()
+	boardtest.Next(t, r.sub, 2*time.Second, "count", boardtest.Event(dev, "count", 1))
+
+	if err := r.hub.Command(context.Background(), dev, toggle); err != nil {
+		t.Fatalf("toggle: %v", err)
+	}
+	boardtest.Next(t, r.sub, 2*time.Second, "LED ON", boardtest.Event(dev, "ledStatus", "LED ON"))
+	boardtest.Next(t, second, 2*time.Second, "LED ON in the second browser", boardtest.Event(dev, "ledStatus", "LED ON"))
+	if !board.LED() {
+		t.Error("board LED is off after toggle")
+	}
+	if got := <-board.Commands; got != "toggle" {
+		t.Errorf("board received %q, want the bare text toggle", got)
+	}
+
+	err = r.hub.Command(context.Background(), dev, gateway.Command{Value: json.RawMessage(`"reboot"`)})
+	if !errors.Is(err, gateway.ErrNotAllowed) {
+		t.Errorf("command outside the allow-list: %v", err)
+	}
+
+	// Shutdown: the board gets a close frame, the device goes offline.
+	r.stop()
+	m := boardtest.Next(t, r.sub, 2*time.Second, "offline", boardtest.Status(dev, false))
+	if m.Reason != "gateway shutting down" {
+		t.Errorf("reason = %q", m.Reason)
+	}
+	boardtest.WaitFor(t, 2*time.Second, "board to drop the client", func() bool { return board.Clients() == 0 })
+}
+
+// TestBoardRestartRealBackoff kills the board's server and starts it again
+// at once, with the contract's reconnect numbers: the first retry comes
+// within 1 s, and a link that stayed up for HealthyAfter resets the backoff.
+func TestBoardRestartRealBackoff(t *testing.T) {
+	boardtest.LeakCheck(t)
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), false)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+
+	var worst time.Duration
+	const restarts = 2
+	for i := 0; i < restarts; i++ {
+		if i > 0 {
+			// Let the link prove healthy so the backoff starts over.
+			up := time.Now()
+			boardtest.WaitFor(t, 2*HealthyAfter, "a healthy period", func() bool { return time.Since(up) > HealthyAfter })
+		}
+		killed := time.Now()
+		board.Kill()
+		m := boardtest.Next(t, r.sub, 5*time.Second, "offline", boardtest.Status(dev, false))
+		if m.Reason == "" {
+			t.Error("offline status without a reason")
+		}
+		board.Restart()
+		boardtest.Next(t, r.sub, 5*time.Second, "online again", boardtest.Status(dev, true))
+		took := time.Since(killed)
+		worst = max(worst, took)
+		t.Logf("restart %d: %q, back online after %s", i+1, m.Reason, took)
+		// The contract: first retry within 1 s (plus the handshake on loopback).
+		if took > 1500*time.Millisecond {
+			t.Errorf("reconnect after a board restart took %s; the first retry must come within 1 s", took)
+		}
+		n := board.Tick()
+		boardtest.Next(t, r.sub, 2*time.Second, "events after reconnect", boardtest.Event(dev, "count", n))
+	}
+	if st := r.state(t); st.Reconnects != restarts {
+		t.Errorf("reconnects = %d, want %d", st.Reconnects, restarts)
+	}
+	t.Logf("time to reconnect after a board restart: worst %s of %d", worst, restarts)
+}
+
+// TestBoardDownForAWhile: dials fail while the board is away; the first
+// failure is logged once, later ones only at Debug; the gateway gets the
+// board back when it returns.
+func TestBoardDownForAWhile(t *testing.T) {
+	boardtest.LeakCheck(t)
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), true)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	board.Kill()
+	boardtest.Next(t, r.sub, 5*time.Second, "offline", boardtest.Status(dev, false))
+	boardtest.WaitFor(t, 5*time.Second, "10 failed dials", func() bool {
+		return strings.Count(r.logs.String(), "dial failed") >= 10
+	})
+	if n := strings.Count(r.logs.String(), "cannot reach board"); n != 1 {
+		t.Errorf("warned %d times about an unreachable board, want once per outage", n)
+	}
+	err := r.hub.Command(context.Background(), dev, toggle)
+	if !errors.Is(err, gateway.ErrOffline) {
+		t.Errorf("command while the board is down: %v, want ErrOffline", err)
+	}
+	board.Restart()
+	boardtest.Next(t, r.sub, 5*time.Second, "online again", boardtest.Status(dev, true))
+	boardtest.WaitFor(t, 2*time.Second, "the reconnect logged", func() bool {
+		return strings.Contains(r.logs.String(), "board reconnected")
+	})
+}
+
+func halfOpen(t *testing.T, fast bool) {
+	boardtest.LeakCheck(t)
+	board := boardtest.NewBoard(t)
+	proxy := boardtest.NewProxy(t, board.Addr())
+	r := newRig(t, "ws://"+proxy.Addr()+"/ws", fast)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	silence := r.d.link.SilenceTimeout
+	if silence == 0 {
+		silence = 15 * time.Second
+	}
+
+	began := time.Now()
+	proxy.Blackhole(true) // the board lost power: nothing in either direction, no FIN
+	m := boardtest.Next(t, r.sub, silence+5*time.Second, "offline", boardtest.Status(dev, false))
+	took := time.Since(began)
+	if !strings.Contains(m.Reason, "no frame or pong") {
+		t.Errorf("reason = %q", m.Reason)
+	}
+	if took > silence+silence/10 {
+		t.Errorf("dead board detected after %s; the bound is %s without a frame or pong", took, silence)
+	}
+	t.Logf("dead board detected after %s (silence timeout %s): %q", took, silence, m.Reason)
+
+	began = time.Now()
+	err := r.hub.Command(context.Background(), dev, toggle)
+	if !errors.Is(err, gateway.ErrOffline) {
+		t.Errorf("command to a dead board: %v, want ErrOffline", err)
+	}
+	if d := time.Since(began); d > 100*time.Millisecond {
+		t.Errorf("command to a dead board took %s to fail; want at once", d)
+	}
+	if got := err.Error(); !strings.Contains(got, "offline") {
+		t.Errorf("error %q does not say offline", got)
+	}
+
+	proxy.Blackhole(false) // power back
+	boardtest.Next(t, r.sub, 10*time.Second, "online again", boardtest.Status(dev, true))
+	n := board.Tick()
+	boardtest.Next(t, r.sub, 2*time.Second, "events after recovery", boardtest.Event(dev, "count", n))
+}
+
+// TestHalfOpenBoard: a board that vanishes without closing TCP goes offline
+// within the silence timeout, and commands fail fast with "offline".
+func TestHalfOpenBoard(t *testing.T) { halfOpen(t, true) }
+
+// TestHalfOpenBoardContractNumbers is the same with the real 5 s ping and
+// 15 s silence timeout.
+func TestHalfOpenBoardContractNumbers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 15 s")
+	}
+	halfOpen(t, false)
+}
+
+func TestOversizedFrameDropsTheLinkAndReconnects(t *testing.T) {
+	boardtest.LeakCheck(t)
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), true)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	board.TextAll(websocket.TextMessage, boardtest.Frame("big", strings.Repeat("x", 70<<10)))
+	m := boardtest.Next(t, r.sub, 5*time.Second, "offline", boardtest.Status(dev, false))
+	if !strings.Contains(m.Reason, "size limit") {
+		t.Errorf("reason = %q", m.Reason)
+	}
+	boardtest.Next(t, r.sub, 5*time.Second, "online again", boardtest.Status(dev, true))
+	if st := r.state(t); st.Reconnects < 1 {
+		t.Errorf("reconnects = %d", st.Reconnects)
+	}
+}
+
+func TestGarbageFramesKeepTheLink(t *testing.T) {
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), true)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	board.TextAll(websocket.BinaryMessage, []byte{0xde, 0xad})
+	board.TextAll(websocket.TextMessage, []byte("Guru Meditation Error"))
+	board.TextAll(websocket.TextMessage, []byte("{\"label\":\"count\",\"value\":\"\xc3\x28\"}"))
+	board.TextAll(websocket.TextMessage, []byte(`{"label":`))
+	n := board.Tick()
+	boardtest.Next(t, r.sub, 2*time.Second, "count after garbage", boardtest.Event(dev, "count", n))
+	st := r.state(t)
+	if !st.Online || st.Malformed != 4 || st.Reconnects != 0 {
+		t.Errorf("online=%v malformed=%d reconnects=%d, want true 4 0", st.Online, st.Malformed, st.Reconnects)
+	}
+}
+
+// TestNoGoroutineGrowthAcrossReconnects runs 50 kill/restart cycles.
+func TestNoGoroutineGrowthAcrossReconnects(t *testing.T) {
+	boardtest.LeakCheck(t)
+	const cycles = 50
+	board := boardtest.NewBoard(t)
+	r := newRig(t, board.URL(), true)
+	r.run(t)
+	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	base := runtime.NumGoroutine()
+	for i := 0; i < cycles; i++ {
+		board.Kill()
+		boardtest.Next(t, r.sub, 5*time.Second, "offline", boardtest.Status(dev, false))
+		board.Restart()
+		boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	}
+	boardtest.WaitFor(t, 5*time.Second, "goroutines back to the level of one live link", func() bool {
+		return runtime.NumGoroutine() <= base
+	})
+	if st := r.state(t); st.Reconnects != cycles {
+		t.Errorf("reconnects = %d, want %d", st.Reconnects, cycles)
+	}
+	t.Logf("%d reconnect cycles, goroutines %d → %d", cycles, base, runtime.NumGoroutine())
+}
+
+func TestBackoff(t *testing.T) {
+	d := New(gateway.DeviceConfig{ID: dev, URL: "ws://127.0.0.1:1/ws"}, nil)
+	for n, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
+		for i := 0; i < 200; i++ {
+			got := d.backoff(n)
+			if got < want/2 || got > want {
+				t.Fatalf("backoff(%d) = %s, want in [%s, %s]", n, got, want/2, want)
+			}
+		}
+	}
+	if got := d.backoff(1000); got > BackoffCap {
+		t.Errorf("backoff(1000) = %s over the cap", got)
+	}
+}
+
+func TestRunStopsDuringBackoff(t *testing.T) {
+	boardtest.LeakCheck(t)
+	r := newRig(t, "ws://127.0.0.1:1/ws", false) // nothing listens there
+	r.d.base, r.d.max = time.Hour, time.Hour
+	r.run(t)
+	boardtest.WaitFor(t, 5*time.Second, "a failed dial", func() bool {
+		return strings.Contains(r.logs.String(), "cannot reach board")
+	})
+	r.stop() // fails the test if Run does not return promptly
+}
