@@ -162,6 +162,8 @@ func serve(ctx context.Context, cfg gateway.Config, configPath string, log *slog
 			listenDevs = append(listenDevs, d)
 		}
 	}
+	state := stateStore{dir: stateDir, log: log}
+	state.restore(hub)
 	listener := wslisten.New(listenDevs, log)
 	if len(listenDevs) > 0 {
 		transports = append(transports, listener)
@@ -212,6 +214,7 @@ func serve(ctx context.Context, cfg gateway.Config, configPath string, log *slog
 			}
 		})
 	}
+	wg.Go(func() { state.run(runCtx, hub) })
 	bridgeDone := make(chan struct{})
 	if bridge != nil {
 		go func() {
@@ -245,6 +248,7 @@ func serve(ctx context.Context, cfg gateway.Config, configPath string, log *slog
 	defer cancelDeadline()
 	cancel()
 	waitOrDeadline(deadline, wg.Wait, log, "board links")
+	state.save(hub)
 	hub.Close() // browsers get a close frame (1001)
 	waitOrDeadline(deadline, webSrv.Wait, log, "browser connections")
 	if err := httpSrv.Shutdown(deadline); err != nil && !errors.Is(err, http.ErrServerClosed) {
