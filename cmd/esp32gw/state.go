@@ -19,6 +19,7 @@ import (
 //   - history.json: every label's recent values, written on a clean shutdown;
 //   - seq: the newest sequence number and whether the last run ended cleanly,
 //     written every seqSaveEvery while running.
+//
 // After a crash the next run starts seqCrashGap past the last saved seq, so a
 // browser resuming with ?since= from before the crash is never handed new
 // events under old numbers.
