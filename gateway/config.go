@@ -268,7 +268,7 @@ func (c *Config) Validate() error {
 					bad(f("match.pid"), "must be 4 hex digits like ea60, got %q", d.Match.PID)
 				}
 			}
-			if d.Baud < 0 || d.Baud > 4000000 {
+			if d.Baud < 0 || (d.Baud != 0 && d.Baud < 300) || d.Baud > 4000000 { // 0: default 115200
 				bad(f("baud"), "must be between 300 and 4000000, got %d", d.Baud)
 			}
 			if d.SilenceTimeout < 0 {
