@@ -33,7 +33,7 @@ type rig struct {
 	send func(ctx context.Context, c gateway.Command) error
 }
 
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{cmds: make(chan gateway.Command, 100)}
 	r.hub = gateway.NewHub(gateway.Options{GatewayID: "test"})
@@ -63,7 +63,7 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-func (r *rig) dial(t *testing.T, path string, dialer *websocket.Dialer) *websocket.Conn {
+func (r *rig) dial(t testing.TB, path string, dialer *websocket.Dialer) *websocket.Conn {
 	t.Helper()
 	h := http.Header{"Authorization": {"Bearer " + token}}
 	c, _, err := dialer.Dial("ws"+strings.TrimPrefix(r.http.URL, "http")+path, h)
