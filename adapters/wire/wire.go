@@ -36,10 +36,15 @@ func Parse(frame []byte) ([]gateway.Reading, error) {
 	if len(frame) == 0 || (frame[0] != '{' && frame[0] != '[') {
 		return nil, ErrNotJSON
 	}
-	if !utf8.Valid(frame) {
-		return nil, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
-	}
-	if !json.Valid(frame) {
+	if !utf8.Valid(frame) || !json.Valid(frame) {
+		if textAfterValue(frame) {
+			// A line such as the Arduino core's "[   214][I][WiFiGeneric.cpp:1035] …"
+			// starts with a JSON value but is console text.
+			return nil, ErrNotJSON
+		}
+		if !utf8.Valid(frame) {
+			return nil, fmt.Errorf("%w: invalid UTF-8", ErrMalformed)
+		}
 		return nil, fmt.Errorf("%w: invalid JSON", ErrMalformed)
 	}
 	if frame[0] == '{' {
@@ -72,6 +77,14 @@ func Parse(frame []byte) ([]gateway.Reading, error) {
 		return out, fmt.Errorf("%w: %d array element(s) are not reading objects", ErrMalformed, bad)
 	}
 	return out, nil
+}
+
+// textAfterValue reports whether frame (trimmed) is one complete JSON value
+// followed by more text.
+func textAfterValue(frame []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	var v json.RawMessage
+	return dec.Decode(&v) == nil && dec.InputOffset() < int64(len(frame))
 }
 
 // parseObject appends the readings of one valid JSON object to out.
@@ -214,57 +227,102 @@ func EncodeCommand(format string, c gateway.Command) []byte {
 // was discarded up to its newline.
 var ErrLineTooLong = errors.New("line too long")
 
+// errBadRead reports an io.Reader that returned an impossible byte count.
+var errBadRead = errors.New("line reader: read returned an invalid count")
+
 // LineReader splits a byte stream into lines of bounded length. A longer line
 // is discarded up to its newline and reported with ErrLineTooLong, so the
 // reader resynchronises at the next line instead of giving up as
-// bufio.Scanner does. A trailing '\r' is stripped.
+// bufio.Scanner does. A trailing '\r' is stripped and does not count against
+// the limit. Memory stays bounded by the limit plus one read buffer whatever
+// the stream holds. A LineReader is not safe for concurrent use.
 type LineReader struct {
-	r    io.Reader
-	max  int
-	buf  []byte // pending bytes not yet returned
-	line []byte
-	skip bool // discarding an over-long line until its newline
+	r          io.Reader
+	max        int
+	buf        []byte // read buffer; buf[start:end] is not consumed yet
+	start, end int
+	line       []byte // the line being assembled, at most max+1 bytes
+	skip       bool   // discarding an over-long line until its newline
+	err        error  // the reader's error, returned once buffered bytes are used up
 }
 
-// NewLineReader reads lines of at most max bytes (excluding the newline) from r.
+// NewLineReader reads lines of at most max bytes (excluding the newline and a
+// '\r' before it) from r.
 func NewLineReader(r io.Reader, max int) *LineReader {
-	return &LineReader{r: r, max: max, buf: make([]byte, 0, 4096)}
+	if max < 0 {
+		max = 0
+	}
+	return &LineReader{r: r, max: max, buf: make([]byte, 4096)}
 }
 
 // Next returns the next complete line (valid until the next call), or
-// ErrLineTooLong once per discarded line, or the reader's error. Reads that
-// return (0, nil) are retried, so a port with a read timeout never ends the loop.
+// ErrLineTooLong once per discarded line, or the reader's error. Bytes that
+// the reader returned together with an error are used before the error is
+// reported. At io.EOF a final unterminated line is returned as a line (or
+// ErrLineTooLong); after any other error a partial line is dropped, since a
+// board cut off mid-line sent nothing usable. The error is then returned by
+// every later call. Reads that return (0, nil) are retried, so a port with a
+// read timeout never ends the loop.
 func (lr *LineReader) Next() ([]byte, error) {
 	for {
-		if i := bytes.IndexByte(lr.buf, '\n'); i >= 0 {
-			chunk := lr.buf[:i]
-			rest := lr.buf[i+1:]
-			if lr.skip || len(lr.line)+len(chunk) > lr.max {
-				lr.skip = false
-				lr.line = lr.line[:0]
-				lr.buf = append(lr.buf[:0], rest...)
-				return nil, ErrLineTooLong
+		if lr.start < lr.end {
+			data := lr.buf[lr.start:lr.end]
+			if i := bytes.IndexByte(data, '\n'); i >= 0 {
+				lr.start += i + 1
+				return lr.finish(data[:i])
 			}
-			lr.line = append(lr.line, chunk...)
-			lr.buf = append(lr.buf[:0], rest...)
-			line := bytes.TrimSuffix(lr.line, []byte{'\r'})
+			// No newline yet: keep the bytes, or start discarding. One
+			// byte over max is kept: it may be a '\r' before the newline.
+			if !lr.skip {
+				if len(lr.line)+len(data) > lr.max+1 {
+					lr.skip = true
+					lr.line = lr.line[:0]
+				} else {
+					lr.line = append(lr.line, data...)
+				}
+			}
+			lr.start, lr.end = 0, 0
+		}
+		if lr.err != nil {
+			if lr.err == io.EOF && (lr.skip || len(lr.line) > 0) {
+				return lr.finish(nil)
+			}
+			lr.skip = false
 			lr.line = lr.line[:0]
-			return line, nil
+			return nil, lr.err
 		}
-		// No newline in buf: move it into the line, or start discarding.
-		if !lr.skip {
-			if len(lr.line)+len(lr.buf) > lr.max {
-				lr.skip = true
-				lr.line = lr.line[:0]
-			} else {
-				lr.line = append(lr.line, lr.buf...)
-			}
+		n, err := lr.r.Read(lr.buf)
+		if n < 0 || n > len(lr.buf) {
+			n, err = 0, errBadRead
 		}
-		lr.buf = lr.buf[:0]
-		n, err := lr.r.Read(lr.buf[:cap(lr.buf)])
-		lr.buf = lr.buf[:n]
-		if err != nil && n == 0 {
-			return nil, err
+		lr.start, lr.end = 0, n
+		if err != nil {
+			lr.err = err
 		}
 	}
+}
+
+// finish ends the line being assembled with chunk (the bytes before its
+// newline) and returns it, or ErrLineTooLong.
+func (lr *LineReader) finish(chunk []byte) ([]byte, error) {
+	if lr.skip {
+		lr.skip = false
+		lr.line = lr.line[:0]
+		return nil, ErrLineTooLong
+	}
+	n := len(lr.line) + len(chunk)
+	switch {
+	case len(chunk) > 0 && chunk[len(chunk)-1] == '\r':
+		n--
+	case len(chunk) == 0 && len(lr.line) > 0 && lr.line[len(lr.line)-1] == '\r':
+		n--
+	}
+	if n > lr.max {
+		lr.line = lr.line[:0]
+		return nil, ErrLineTooLong
+	}
+	lr.line = append(lr.line, chunk...)
+	line := lr.line[:n]
+	lr.line = lr.line[:0]
+	return line, nil
 }
