@@ -8,7 +8,7 @@
 // DOM is updated once per animation frame, so 50 boards × 5 labels × 10
 // updates/s cost one short frame each, not thousands of layouts.
 
-import { Series, WINDOW_MS, chartColors, drawSpark, fmtNum } from './chart.js';
+import { Series, chartColors, drawSpark, fmtNum, fmtSpan } from './chart.js';
 
 const BACKOFF_FIRST_MS = 500;   // first reconnect attempt after 0.5–1 s
 const BACKOFF_CAP_MS = 10000;   // a LAN gateway restarts in seconds; never wait longer than this
@@ -150,6 +150,7 @@ function flush() {
   cancelAnimationFrame(rafID);
   clearTimeout(timerID);
   frameQueued = false;
+  const t0 = performance.now();
   if (dirty.structure) renderDevices();
   for (const dev of dirty.devices) renderDevice(dev);
   dirty.devices.clear();
@@ -157,7 +158,14 @@ function flush() {
   dirty.labels.clear();
   if (dirty.banner) renderBanner();
   drawCharts();
+  const ms = performance.now() - t0;
+  perf.flushes++;
+  perf.total += ms;
+  if (ms > perf.max) perf.max = ms;
 }
+
+// What the frame loop costs, for window.esp32gw.perf.
+const perf = { flushes: 0, total: 0, max: 0 };
 
 function markDevice(dev) { dirty.devices.add(dev); schedule(); }
 function markLabel(lab) {
@@ -487,12 +495,12 @@ function buildRows(dev) {
       const key = `label:${lab.name}`;
       refs.sw = h('button', {
         type: 'button', role: 'switch', class: 'switch',
-        'aria-label': `${lab.name} of ${dev.name}`,
+        'aria-label': `Toggle ${lab.name} of ${dev.name}`, title: `Toggle ${lab.name}`,
         onclick: () => {
           const on = !!lab.on;
           sendCommand(dev, key, lab.name, p.explicit ? (on ? 'off' : 'on') : 'toggle');
         },
-      }, h('span', { class: 'knob', 'aria-hidden': 'true' }));
+      }, h('span', { class: 'knob', 'aria-hidden': 'true' }), h('span', { class: 'sr-only' }, 'toggle'));
       refs.status = h('span', { class: 'cmdstatus', role: 'status', 'aria-live': 'polite' });
       refs.key = key;
       row.firstChild.append(refs.sw);
@@ -613,7 +621,7 @@ function drawCharts() {
     if (!w || !hh) continue;
     const rng = drawSpark(lab.canvas, lab.series, now, w, hh, colors);
     const desc = rng
-      ? `${lab.name}, last ${Math.round(WINDOW_MS / 60000)} minutes: now ${display(lab.value)}, min ${fmtNum(rng[0])}, max ${fmtNum(rng[1])}`
+      ? `${lab.name}, last ${fmtSpan(rng[2])}: now ${display(lab.value)}, min ${fmtNum(rng[0])}, max ${fmtNum(rng[1])}`
       : `${lab.name}: no data yet`;
     setAttr(lab.canvas, 'aria-label', desc);
   }
@@ -840,6 +848,10 @@ window.esp32gw = {
   get state() { return { conn: state.conn, lastSeq: state.lastSeq, gaps: state.gaps, events: state.events, snapshots: state.snapshots, devices: state.devices.size }; },
   /** drop closes the WebSocket as a network blip would; the page resumes with ?since=. */
   drop() { if (ws) ws.close(4000, 'dropped from the console'); },
+  /** perf is the time spent updating the page: flushes, total and max ms; reset() starts over. */
+  perf: { get flushes() { return perf.flushes; }, get total() { return perf.total; }, get max() { return perf.max; }, reset() { perf.flushes = 0; perf.total = 0; perf.max = 0; } },
+  /** points is how many chart points a numeric label holds. */
+  points(device, label) { return state.devices.get(device)?.labels.get(label)?.series?.length ?? 0; },
 };
 
 start();

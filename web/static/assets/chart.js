@@ -5,6 +5,10 @@
 /** How much history a chart shows (ms). */
 export const WINDOW_MS = 10 * 60 * 1000;
 
+/** The shortest span a chart shows (ms): a label that has just appeared is
+ * drawn over this span rather than squeezed against the right edge. */
+const MIN_SPAN_MS = 30 * 1000;
+
 /** Points kept per series; older points are thinned beyond this so memory and
  * drawing cost stay bounded at 10 updates/s. */
 const MAX_POINTS = 1200;
@@ -75,6 +79,11 @@ export function fmtNum(v) {
   return String(Number(v.toFixed(3)));
 }
 
+/** fmtSpan says how much time a chart spans: "45 s", "3 min". */
+export function fmtSpan(ms) {
+  return ms < 90 * 1000 ? `${Math.round(ms / 1000)} s` : `${Math.round(ms / 60000)} min`;
+}
+
 /** Colours are read from CSS custom properties so the chart follows the
  * light/dark theme. */
 export function chartColors() {
@@ -89,9 +98,10 @@ export function chartColors() {
 }
 
 /**
- * Paints series on canvas for the window ending at now. The canvas' CSS size
+ * Paints series on canvas for the window ending at now: the last WINDOW_MS,
+ * or less while the series is younger (but at least MIN_SPAN_MS). The canvas' CSS size
  * is given (cssW × cssH, from a ResizeObserver) so drawing never forces a
- * layout. Returns [min, max] of the visible points, or null when empty.
+ * layout. Returns [min, max, span] of the visible points, or null when empty.
  */
 export function drawSpark(canvas, series, now, cssW, cssH, colors) {
   const dpr = window.devicePixelRatio || 1;
@@ -103,16 +113,17 @@ export function drawSpark(canvas, series, now, cssW, cssH, colors) {
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, cssW, cssH);
   series.trim(now);
-  const from = now - WINDOW_MS;
   const n = series.length;
   if (n === 0) return null;
+  const span = Math.min(WINDOW_MS, Math.max(MIN_SPAN_MS, now - series.t[0]));
+  const from = now - span;
   let [lo, hi] = series.range(from);
   if (!Number.isFinite(lo)) return null;
   const realLo = lo, realHi = hi;
   if (hi === lo) { const pad = Math.abs(hi) * 0.05 || 1; lo -= pad; hi += pad; }
   const padTop = 11, padBottom = 11; // room for the max/min text
   const plotH = Math.max(1, cssH - padTop - padBottom);
-  const x = (t) => ((t - from) / WINDOW_MS) * cssW;
+  const x = (t) => ((t - from) / span) * cssW;
   const y = (v) => padTop + (1 - (v - lo) / (hi - lo)) * plotH;
 
   // Baseline grid: top and bottom of the plot.
@@ -156,7 +167,7 @@ export function drawSpark(canvas, series, now, cssW, cssH, colors) {
   ctx.textBaseline = 'bottom';
   ctx.fillText(fmtNum(realLo), 2, cssH);
   ctx.textAlign = 'right';
-  ctx.fillText(`${Math.round(WINDOW_MS / 60000)} min`, cssW - 2, cssH);
+  ctx.fillText(fmtSpan(span), cssW - 2, cssH);
   ctx.textAlign = 'left';
-  return [realLo, realHi];
+  return [realLo, realHi, span];
 }
