@@ -30,7 +30,7 @@ type fixture struct {
 	cancel context.CancelCauseFunc
 }
 
-func start(t *testing.T, o boardlink.Options) *fixture {
+func start(t testing.TB, o boardlink.Options) *fixture {
 	t.Helper()
 	hub := gateway.NewHub(gateway.Options{GatewayID: "test"})
 	if err := hub.AddDevice(gateway.DeviceInfo{ID: dev, Transport: "ws-listen", Commands: []string{"toggle", "42"}}); err != nil {
@@ -80,7 +80,7 @@ func (f *fixture) state(t *testing.T) gateway.DeviceState {
 	return st
 }
 
-func (f *fixture) send(t *testing.T, mt int, b []byte) {
+func (f *fixture) send(t testing.TB, mt int, b []byte) {
 	t.Helper()
 	if err := f.board.WriteMessage(mt, b); err != nil {
 		t.Fatalf("board write: %v", err)
@@ -98,7 +98,10 @@ func (f *fixture) readBoard() (frames chan string, end chan error) {
 				end <- err
 				return
 			}
-			frames <- string(b)
+			select {
+			case frames <- string(b):
+			default: // a benchmark that does not look; tests read long before 64
+			}
 		}
 	}()
 	return frames, end
@@ -276,4 +279,31 @@ func TestBoardCloseAndShutdownReasons(t *testing.T) {
 			t.Errorf("board saw %v, want close 1001", err)
 		}
 	})
+}
+
+// BenchmarkBoardFrames: frames from a board to a subscriber through the link
+// and the hub.
+func BenchmarkBoardFrames(b *testing.B) {
+	f := start(b, boardlink.Options{})
+	boardtest.Next(b, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
+	frame := []byte(`{"label":"count","value":1}`)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f.send(b, websocket.TextMessage, frame)
+		boardtest.Next(b, f.sub, 2*time.Second, "event", boardtest.Event(dev, "count", nil))
+	}
+}
+
+// BenchmarkCommandAck: a command from the hub to its ack (the write done).
+func BenchmarkCommandAck(b *testing.B) {
+	f := start(b, boardlink.Options{})
+	f.readBoard()
+	cmd := gateway.Command{Value: json.RawMessage(`"toggle"`)}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		// The hub's rate limit (20/s, burst 40) is a contract; go around it.
+		if err := f.link.Send(context.Background(), cmd); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
