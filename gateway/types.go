@@ -57,6 +57,9 @@ type Sink interface {
 	// the link goes down. Attaching a device that already has a link replaces
 	// that link (the old Link's methods become no-ops).
 	Attach(device string, send SendFunc) (*Link, error)
+	// SetOfflineReason says why an offline device cannot be reached (a
+	// failing redial); browsers see a status event when the reason changes.
+	SetOfflineReason(device, reason string)
 }
 
 // DeviceInfo describes a device as browsers and other gateways see it.

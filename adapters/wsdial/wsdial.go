@@ -108,6 +108,7 @@ func (d *Dialer) Run(ctx context.Context, s gateway.Sink) error {
 				return nil
 			}
 			err = dialError(d.cfg.URL, resp, err)
+			s.SetOfflineReason(d.cfg.ID, err.Error())
 			if !warned {
 				d.log.Warn("cannot reach board, retrying with backoff", "err", err)
 				warned = true

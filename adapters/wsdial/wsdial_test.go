@@ -358,3 +358,27 @@ func TestRunStopsDuringBackoff(t *testing.T) {
 	})
 	r.stop() // fails the test if Run does not return promptly
 }
+
+// TestUnreachableBoardSaysWhy: a board that cannot be reached shows why in
+// its device state, not just "offline".
+func TestUnreachableBoardSaysWhy(t *testing.T) {
+	r := newRig(t, "ws://127.0.0.1:1/ws", true) // nothing listens on port 1
+	r.run(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := r.hub.DeviceState(dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(st.Reason, "connection refused") {
+			if st.Online {
+				t.Fatal("unreachable board shown online")
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offline reason is %q, want the dial error", st.Reason)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
