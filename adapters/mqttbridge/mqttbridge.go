@@ -224,6 +224,9 @@ func (b *Bridge) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 	o.SetUsername(b.cfg.Username)
 	o.SetPassword(b.cfg.Password)
 	o.SetCleanSession(false)
+	// The ordered store resends unacknowledged publishes in the order they
+	// were made (the default MemoryStore resends in map order).
+	o.SetStore(mqtt.NewOrderedMemoryStore())
 	o.SetAutoReconnect(false)
 	o.SetConnectRetry(false)
 	o.SetResumeSubs(false) // connectLoop subscribes on every connect

@@ -38,6 +38,9 @@ const startTimeout = 10 * time.Second
 // its persistence file on SIGTERM).
 const stopTimeout = 10 * time.Second
 
+// resignal is how often Stop repeats its signal while the broker runs.
+const resignal = 250 * time.Millisecond
+
 // Options choose what the broker does.
 type Options struct {
 	// Persistence keeps sessions, queued messages and retained messages
@@ -187,13 +190,23 @@ func (b *Broker) signal(sig syscall.Signal) {
 		return
 	default:
 	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-exited
-		b.t.Errorf("mosquittotest: broker ignored %v for %v; killed it", sig, stopTimeout)
+	// mosquitto 2.0 sets its run flag after logging "running", so a SIGTERM
+	// that lands in between is forgotten: repeat it until the process exits.
+	deadline := time.After(stopTimeout)
+	tick := time.NewTicker(resignal)
+	defer tick.Stop()
+	for {
+		_ = cmd.Process.Signal(sig)
+		select {
+		case <-exited:
+			return
+		case <-tick.C:
+		case <-deadline:
+			_ = cmd.Process.Kill()
+			<-exited
+			b.t.Errorf("mosquittotest: broker ignored %v for %v; killed it", sig, stopTimeout)
+			return
+		}
 	}
 }
 
