@@ -122,7 +122,7 @@ func parseObject(obj []byte, out []gateway.Reading) ([]gateway.Reading, error) {
 	}
 	if label != nil && value != nil {
 		var l string
-		if err := json.Unmarshal(label, &l); err != nil {
+		if label[0] != '"' || json.Unmarshal(label, &l) != nil { // null would decode as ""
 			return out, fmt.Errorf("%w: \"label\" must be a string", ErrMalformed)
 		}
 		return append(out, gateway.Reading{Label: l, Value: compact(value)}), nil
