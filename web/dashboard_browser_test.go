@@ -239,9 +239,10 @@ func (p *page) setViewport(w, h int64, scheme string) {
 	}
 }
 
-// screenshot captures the viewport as PNG into the test's temp dir, checks it
-// is a non-empty PNG, and copies it to $ESP32GW_SCREENSHOTS/name when that is
-// set (relative to the module root, e.g. ESP32GW_SCREENSHOTS=docs).
+// screenshot captures the viewport as PNG into dir (a test temp dir), checks
+// it is a non-empty PNG, and copies the README's screenshots to
+// $ESP32GW_SCREENSHOTS when that is set (relative to the module root, e.g.
+// ESP32GW_SCREENSHOTS=docs).
 func (p *page) screenshot(dir, name string) string {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
@@ -257,7 +258,7 @@ func (p *page) screenshot(dir, name string) string {
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		p.t.Fatal(err)
 	}
-	if docs := os.Getenv("ESP32GW_SCREENSHOTS"); docs != "" {
+	if docs := os.Getenv("ESP32GW_SCREENSHOTS"); docs != "" && docsScreenshots[name] {
 		if !filepath.IsAbs(docs) {
 			docs = filepath.Join("..", docs) // tests run in web/
 		}
@@ -271,6 +272,9 @@ func (p *page) screenshot(dir, name string) string {
 	p.t.Logf("%s: screenshot %s (%d bytes)", p.name, path, len(png))
 	return path
 }
+
+// docsScreenshots are the screenshots the README shows.
+var docsScreenshots = map[string]bool{"dashboard-desktop.png": true, "dashboard-dark.png": true, "dashboard-phone.png": true}
 
 // js quotes s as a JavaScript string literal.
 func js(s string) string {

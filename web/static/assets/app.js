@@ -10,7 +10,7 @@
 
 import { Series, chartColors, drawSpark, fmtNum, fmtSpan } from './chart.js';
 
-const BACKOFF_FIRST_MS = 500;   // first reconnect attempt after 0.5–1 s
+const BACKOFF_FIRST_MS = 1000;  // first reconnect attempt after 0.5–1 s (jitter: half to all of it)
 const BACKOFF_CAP_MS = 10000;   // a LAN gateway restarts in seconds; never wait longer than this
 const COMMAND_TIMEOUT_MS = 5000; // the gateway answers within 2 s; allow for a slow link
 const DONE_SHOWN_MS = 2500;     // how long "done" stays next to a control
@@ -241,7 +241,10 @@ function onSnapshot(m, resumed) {
     applyDevice(dev, d);
   }
   for (const [id, dev] of state.devices) {
-    if (!seen.has(id)) { dev.el?.remove(); dev.el = null; }
+    if (seen.has(id)) continue;
+    for (const lab of dev.labels.values()) if (lab.canvas) { resizer.unobserve(lab.canvas); viewer.unobserve(lab.canvas); }
+    dev.el?.remove();
+    dev.el = null;
   }
   state.devices = next;
   dirty.structure = true;
@@ -732,7 +735,7 @@ function scheduleReconnect(code) {
   // 1008/1013: this browser fell behind; resume at once with ?since=.
   const slow = code === 1008 || code === 1013;
   const base = slow && attempt === 0 ? 250 : Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** attempt);
-  const delay = Math.round(base * (1 + Math.random()));
+  const delay = Math.round(base * (0.5 + Math.random() / 2));
   attempt++;
   state.retryAt = Date.now() + delay;
   setConn(state.conn === 'offline' ? 'offline' : 'reconnecting');
