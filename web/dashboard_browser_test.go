@@ -54,6 +54,9 @@ type browser struct {
 
 func startBrowser(t *testing.T) *browser {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("drives Chromium against the built binary")
+	}
 	path := chromiumPath(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
@@ -218,8 +221,11 @@ func (p *page) diagnose() string {
 
 func (p *page) navigate(u string) { p.t.Helper(); p.do("navigate to "+u, chromedp.Navigate(u)) }
 
+// click clicks the element like a user: it is scrolled to the middle of the
+// viewport first, clear of the sticky header.
 func (p *page) click(sel string) {
 	p.t.Helper()
+	p.waitFor("scroll to "+sel, fmt.Sprintf(`(e => !!e && (e.scrollIntoView({block: 'center'}), true))(document.querySelector(%s))`, js(sel)), 5*time.Second)
 	p.do("click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 

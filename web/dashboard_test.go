@@ -18,6 +18,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 )
 
@@ -117,6 +118,15 @@ func TestDashboardLive(t *testing.T) {
 		}
 	}
 
+	// Screen readers: every control has a name, every chart a description.
+	if unnamed := eval[[]string](p, `[...document.querySelectorAll('button, [role=switch], input, summary')]
+		.filter(e => !(e.getAttribute('aria-label') || e.labels?.length || e.textContent.trim())).map(e => e.outerHTML.slice(0, 80))`); len(unnamed) > 0 {
+		t.Errorf("controls without an accessible name: %v", unnamed)
+	}
+	if n := eval[int](p, `[...document.querySelectorAll('canvas')].filter(c => !c.getAttribute('aria-label')).length`); n > 0 {
+		t.Errorf("%d charts without aria-label", n)
+	}
+
 	// A board that never came up: offline, its command button disabled.
 	kitchen := eval[string](p, fmt.Sprintf(`document.querySelector(%s).innerText`, js(card("kitchen"))))
 	if !strings.Contains(kitchen, "offline") || !strings.Contains(kitchen, "ws-dial") {
@@ -183,7 +193,7 @@ func TestDashboardToggleAcrossPages(t *testing.T) {
 	pb.navigate(g.URL + "/") // the login cookie is shared by the browser profile
 	waitCards(pb, simIDs...)
 
-	flip := func(device, label string) {
+	flip := func(device, label string, keyboard bool) {
 		t.Helper()
 		sel := js(row(device, label) + ` button[role=switch]`)
 		a.waitFor(device+"/"+label+" switch enabled", fmt.Sprintf(`document.querySelector(%s)?.disabled === false`, sel), 5*time.Second)
@@ -191,17 +201,21 @@ func TestDashboardToggleAcrossPages(t *testing.T) {
 		if before != "on" && before != "off" {
 			t.Fatalf("page B shows no on/off state for %s/%s: %q", device, label, before)
 		}
-		a.click(row(device, label) + ` button[role=switch]`)
+		if keyboard {
+			a.do("press Enter on the switch", chromedp.Focus(chromedp.CSS(row(device, label)+` button[role=switch]`)), chromedp.KeyEvent("\r"))
+		} else {
+			a.click(row(device, label) + ` button[role=switch]`)
+		}
 		took := pb.waitFor("page B shows the new state of "+device+"/"+label,
 			fmt.Sprintf(`%s !== %s && %s !== ''`, stateJS(device, label), js(before), stateJS(device, label)), 2*time.Second)
 		t.Logf("%s/%s: %s → %s on page B %v after the click on page A", device, label, before, eval[string](pb, stateJS(device, label)), took.Round(time.Millisecond))
 		a.waitFor("page A shows done", fmt.Sprintf(`['done', ''].includes(document.querySelector(%s)?.textContent) && %s === %s`,
 			js(row(device, label)+" .cmdstatus"), stateJS(device, label), js(eval[string](pb, stateJS(device, label)))), 3*time.Second)
 	}
-	flip("demo", "ledStatus")
+	flip("demo", "ledStatus", false)
 	relay1 := eval[string](pb, stateJS("relays", "relay1"))
-	flip("relays", "relay2")
-	flip("demo", "ledStatus")
+	flip("relays", "relay2", false)
+	flip("demo", "ledStatus", true) // keyboard only
 	if got := eval[string](pb, stateJS("relays", "relay1")); got != relay1 {
 		t.Errorf("switching relay2 changed relay1: %s → %s", relay1, got)
 	}
@@ -324,4 +338,51 @@ func TestDashboardManyDevices(t *testing.T) {
 	p.setViewport(390, 844, "light")
 	p.waitFor("phone layout: no horizontal scroll", `document.scrollingElement.scrollWidth <= innerWidth && innerWidth === 390`, 5*time.Second)
 	p.checkClean(g.Addr)
+}
+
+// TestDashboardRemoteGateway runs two gateways on one MQTT broker: the page on
+// gateway B gets gateway A's board in a new snapshot, marks it "via pi-a",
+// and switches its LED through B.
+func TestDashboardRemoteGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs mosquitto")
+	}
+	br := mosquittotest.Start(t, mosquittotest.Options{})
+	b := startBrowser(t)
+	cfg := func(id, device string) string {
+		return fmt.Sprintf(`gateway_id: %s
+state_dir: data
+http:
+  listen: "127.0.0.1:0"
+  auth: none
+mqtt:
+  enabled: true
+  broker: %q
+  cluster: true
+devices:
+  - id: %s
+    name: "Board on %s"
+    transport: sim
+    commands: [toggle]
+    sim: {board: tutorial, interval: 500ms}
+`, id, br.URL(), device, id)
+	}
+	testgw.Start(t, cfg("pi-a", "porch"))
+	gb := testgw.Start(t, cfg("pi-b", "bench"))
+	p := b.newPage("page on B")
+	p.navigate(gb.URL + "/")
+	waitCards(p, "bench", "porch")
+	text := eval[string](p, fmt.Sprintf(`document.querySelector(%s).innerText`, js(card("porch"))))
+	if !strings.Contains(text, "via pi-a") {
+		t.Errorf("the remote board is not marked with its gateway:\n%s", text)
+	}
+	if text := eval[string](p, fmt.Sprintf(`document.querySelector(%s).innerText`, js(card("bench")))); strings.Contains(text, "via ") {
+		t.Errorf("the local board is marked remote:\n%s", text)
+	}
+	sw := js(row("porch", "ledStatus") + " button[role=switch]")
+	p.waitFor("remote switch enabled", fmt.Sprintf(`document.querySelector(%s)?.disabled === false`, sw), 10*time.Second)
+	before := eval[string](p, stateJS("porch", "ledStatus"))
+	p.click(row("porch", "ledStatus") + " button[role=switch]")
+	p.waitFor("remote board switched", fmt.Sprintf(`%s !== %s`, stateJS("porch", "ledStatus"), js(before)), 5*time.Second)
+	p.checkClean(gb.Addr)
 }
