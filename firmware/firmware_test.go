@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -426,24 +427,23 @@ func TestNativeBoardWSClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatalf("board never connected; stderr:\n%s", b.stderr.String())
 	}
-	next := wsNext(c)
-	hello := waitFrame(t, next, "hello", "")
-	if !strings.Contains(string(hello.Value), `"flavour":"wsclient"`) {
-		t.Errorf("hello %s", hello.Value)
-	}
-	waitFrame(t, next, "count", "")
-	waitFrame(t, next, "ledStatus", `"LED OFF"`)
-
 	// The gateway's keepalive: a ping must come back as a pong.
 	pong := make(chan string, 1)
 	c.SetPongHandler(func(s string) error { pong <- s; return nil })
+	r := readWS(c)
+	hello := waitFrame(t, r.next, "hello", "")
+	if !strings.Contains(string(hello.Value), `"flavour":"wsclient"`) {
+		t.Errorf("hello %s", hello.Value)
+	}
+	waitFrame(t, r.next, "count", "")
+	waitFrame(t, r.next, "ledStatus", `"LED OFF"`)
 	if err := c.WriteControl(websocket.PingMessage, []byte("ka1"), time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.WriteMessage(websocket.TextMessage, []byte("toggle")); err != nil {
 		t.Fatal(err)
 	}
-	waitFrame(t, next, "ledStatus", `"LED ON"`)
+	waitFrame(t, r.next, "ledStatus", `"LED ON"`)
 	select {
 	case s := <-pong:
 		if s != "ka1" {
@@ -455,28 +455,23 @@ func TestNativeBoardWSClient(t *testing.T) {
 	if err := c.WriteMessage(websocket.TextMessage, []byte(`{"label":"led","value":"toggle"}`)); err != nil {
 		t.Fatal(err)
 	}
-	waitFrame(t, next, "ledStatus", `"LED OFF"`)
+	waitFrame(t, r.next, "ledStatus", `"LED OFF"`)
 
 	// Drop the link: the board reconnects and sends hello + state again.
 	c.Close()
+	r.closeErr(2 * time.Second)
 	select {
 	case c = <-conns:
 	case <-time.After(5 * time.Second):
 		t.Fatalf("board did not reconnect; stderr:\n%s", b.stderr.String())
 	}
-	next = wsNext(c)
-	waitFrame(t, next, "hello", "")
-	waitFrame(t, next, "ledStatus", `"LED OFF"`)
+	r = readWS(c)
+	waitFrame(t, r.next, "hello", "")
+	waitFrame(t, r.next, "ledStatus", `"LED OFF"`)
 	// Stopping says goodbye with a close frame.
 	b.stop(t, true)
-	c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	for {
-		if _, _, err := c.ReadMessage(); err != nil {
-			if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-				t.Errorf("after SIGINT: %v, want close 1001", err)
-			}
-			break
-		}
+	if err := r.closeErr(2 * time.Second); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Errorf("after SIGINT: %v, want close 1001", err)
 	}
 	c.Close()
 
@@ -512,7 +507,7 @@ func TestNativeBoardWSServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c1.Close()
-	next1 := wsNext(c1)
+	next1 := readWS(c1).next
 	waitFrame(t, next1, "ledStatus", `"LED OFF"`) // state on connect
 	waitFrame(t, next1, "count", "")              // the 1 Hz (here 10 Hz) broadcast
 	c2, _, err := websocket.DefaultDialer.Dial(url, nil)
@@ -520,7 +515,7 @@ func TestNativeBoardWSServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	next2 := wsNext(c2)
+	next2 := readWS(c2).next
 	waitFrame(t, next2, "ledStatus", `"LED OFF"`)
 
 	// A command from one client is broadcast to both, like textAll.
@@ -541,22 +536,51 @@ func TestNativeBoardWSServer(t *testing.T) {
 	b.stop(t, true)
 }
 
-// wsNext reads text messages from c for waitFrame.
-func wsNext(c *websocket.Conn) func(time.Duration) ([]byte, bool) {
-	ch := make(chan []byte, 256)
+// wsReader is the single reader of a connection: text messages go to
+// next() for waitFrame, and the error that ended reading to closeErr().
+type wsReader struct {
+	ch   chan []byte
+	done chan struct{}
+	err  error
+}
+
+// readWS starts the reader; set handlers on c before calling it.
+func readWS(c *websocket.Conn) *wsReader {
+	r := &wsReader{ch: make(chan []byte, 256), done: make(chan struct{})}
 	go func() {
-		defer close(ch)
+		defer close(r.done)
+		defer close(r.ch)
 		for {
 			typ, msg, err := c.ReadMessage()
 			if err != nil {
+				r.err = err
 				return
 			}
 			if typ == websocket.TextMessage {
-				ch <- msg
+				r.ch <- msg
 			}
 		}
 	}()
-	return chanNext(ch)
+	return r
+}
+
+func (r *wsReader) next(d time.Duration) ([]byte, bool) { return chanNext(r.ch)(d) }
+
+// closeErr waits up to d for reading to end (draining messages) and
+// returns why it ended.
+func (r *wsReader) closeErr(d time.Duration) error {
+	timeout := time.After(d)
+	for {
+		select {
+		case _, ok := <-r.ch:
+			if !ok {
+				<-r.done
+				return r.err
+			}
+		case <-timeout:
+			return errors.New("connection still open")
+		}
+	}
 }
 
 func tail(b []byte, n int) string {

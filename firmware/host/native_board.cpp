@@ -678,6 +678,7 @@ struct WsBoard {
   Board* board;
   Conn* conns;
   int nconns;
+  uint32_t start_ms;  // "boot" time, for the hello frame's uptime
 };
 
 void send_led_to(WsBoard* wb, Conn* c) {
@@ -689,7 +690,7 @@ void send_led_to(WsBoard* wb, Conn* c) {
 void send_state(WsBoard* wb, Conn* c, const char* flavour) {
   char f[256];
   gwproto::Identity id = {wb->opt->id, kFirmwareVersion, flavour};
-  size_t n = gwproto::hello_frame(f, sizeof f, id, 1, millis());
+  size_t n = gwproto::hello_frame(f, sizeof f, id, 1, millis() - wb->start_ms);
   if (n > 0) conn_send_text(c, wb->rt, f, n);
   n = wb->board->count_frame(f, sizeof f);
   if (n > 0) conn_send_text(c, wb->rt, f, n);
@@ -876,7 +877,7 @@ int run_ws_client(const Options& o) {
   gwproto::Backoff backoff(o.backoff_min_ms, o.backoff_max_ms, Runtime::rand_fn, &rt);
   Board board(millis(), o.interval_ms);
   static Conn conn;
-  WsBoard wb = {&o, &rt, &board, &conn, 1};
+  WsBoard wb = {&o, &rt, &board, &conn, 1, millis()};
   uint32_t dead_after_ms = 2 * o.ping_ms + 3000;
   logf("ws-client: dialing ws://%s:%s%s, interval %u ms", u.host, u.port, u.path, o.interval_ms);
 
@@ -1066,7 +1067,7 @@ int run_ws_server(const Options& o) {
   Runtime rt(o.duration_s);
   Board board(millis(), o.interval_ms);
   static Conn conns[kMaxClients];
-  WsBoard wb = {&o, &rt, &board, conns, kMaxClients};
+  WsBoard wb = {&o, &rt, &board, conns, kMaxClients, millis()};
   const char* why = "";
   while (!rt.done(&why)) {
     struct pollfd p[kMaxClients + 1];
