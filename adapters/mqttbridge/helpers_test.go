@@ -147,9 +147,10 @@ type msg struct {
 
 // client is a test MQTT client that records what it receives.
 type client struct {
-	t  *testing.T
-	c  mqtt.Client
-	ch chan msg
+	t       *testing.T
+	c       mqtt.Client
+	ch      chan msg
+	pending []msg // received, not yet asked for (used by expect only)
 }
 
 type clientOptions struct {
@@ -209,17 +210,26 @@ func (cl *client) publish(topic, payload string, retained bool) {
 }
 
 // expect returns the first message on topic for which ok holds (nil: any),
-// skipping others, failing after within.
+// failing after within. Messages it passes over are kept for later
+// expects, so the order in which a test asks does not lose any.
 func (cl *client) expect(topic string, within time.Duration, ok func(msg) bool) msg {
 	cl.t.Helper()
+	match := func(m msg) bool { return m.Topic == topic && (ok == nil || ok(m)) }
+	for i, m := range cl.pending {
+		if match(m) {
+			cl.pending = append(cl.pending[:i:i], cl.pending[i+1:]...)
+			return m
+		}
+	}
 	timer := time.NewTimer(within)
 	defer timer.Stop()
 	for {
 		select {
 		case m := <-cl.ch:
-			if m.Topic == topic && (ok == nil || ok(m)) {
+			if match(m) {
 				return m
 			}
+			cl.pending = append(cl.pending, m)
 		case <-timer.C:
 			cl.t.Fatalf("no matching message on %s within %v", topic, within)
 			return msg{}

@@ -316,17 +316,11 @@ func (b *Bridge) connectLoop(ctx context.Context, client mqtt.Client, lost <-cha
 	}
 }
 
-// onConnected runs after every successful connect: bridge state first, then
-// subscriptions, then a full re-publish (statuses, metas, last values,
-// discovery) behind whatever backlog is queued.
+// onConnected runs after every successful connect: subscriptions first (so
+// that "connected" means commands are heard), then the bridge state ahead
+// of any backlog, then a full re-publish (statuses, metas, last values,
+// discovery) behind it.
 func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) {
-	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
-	b.gate.up()
-	b.m.connected.Store(true)
-	select {
-	case b.resync <- struct{}{}:
-	default:
-	}
 	filters := map[string]byte{
 		// QoS 0 on purpose: the broker does not queue QoS 0 messages for an
 		// offline session, so commands sent while the gateway was away are
@@ -344,17 +338,24 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) {
 		filters[b.haPrefix+"/status"] = 0
 	}
 	tok := client.SubscribeMultiple(filters, nil)
+	t := time.NewTimer(subscribeTimeout)
 	select {
 	case <-tok.Done():
 		if err := tok.Error(); err != nil {
 			b.log.Error("mqtt: subscribe failed; commands over MQTT will not arrive", "err", err)
-			return
 		}
-	case <-time.After(subscribeTimeout):
+	case <-t.C:
 		b.log.Warn("mqtt: no SUBACK in time", "timeout", subscribeTimeout)
-		return
 	case <-ctx.Done():
-		return
+	}
+	t.Stop()
+
+	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	b.gate.up()
+	b.m.connected.Store(true)
+	select {
+	case b.resync <- struct{}{}:
+	default:
 	}
 	b.log.Info("mqtt connected", "broker", b.cfg.Broker, "client_id", b.clientID, "prefix", b.prefix)
 }
