@@ -1,14 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -16,8 +17,8 @@ import (
 )
 
 // loadConfig reads, strictly decodes and validates a config file. Every
-// problem is reported at once, each naming the field, its line where known,
-// and what is allowed.
+// problem is reported at once, one per line, each naming the field, its line
+// where known, and what is allowed.
 func loadConfig(path string) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
 	data, err := os.ReadFile(path)
@@ -28,30 +29,213 @@ func loadConfig(path string) (gateway.Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return cfg, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("%s: %s", path, explainYAMLError(err))
+	var problems []problem
+	if root.Kind != 0 {
+		// Unknown keys and bad durations first: the decoder would stop at the
+		// first bad duration and name neither its field nor its line.
+		problems = checkNodes(&root, reflect.TypeOf(cfg), "")
+		if err := root.Decode(&cfg); err != nil {
+			problems = append(problems, explainDecodeError(err, fieldLines(&root))...)
 		}
 	}
 	cfg.ApplyDeviceDefaults()
 	if err := cfg.Validate(); err != nil {
 		lines := fieldLines(&root)
-		var msgs []string
 		for _, e := range unjoin(err) {
 			var fe *gateway.FieldError
-			if errors.As(e, &fe) {
-				if l := lookupLine(lines, fe.Field); l > 0 {
-					msgs = append(msgs, fmt.Sprintf("%s:%d: %s", path, l, fe.Error()))
-					continue
-				}
+			if !errors.As(e, &fe) {
+				problems = append(problems, problem{msg: e.Error()})
+				continue
 			}
-			msgs = append(msgs, fmt.Sprintf("%s: %s", path, e))
+			if reported(problems, fe.Field) {
+				continue // its YAML error says more
+			}
+			problems = append(problems, problem{line: lookupLine(lines, fe.Field), field: fe.Field, msg: fe.Msg})
 		}
-		return cfg, errors.New(strings.Join(msgs, "\n"))
 	}
-	return cfg, nil
+	if len(problems) == 0 {
+		return cfg, nil
+	}
+	sort.SliceStable(problems, func(i, j int) bool {
+		li, lj := problems[i].line, problems[j].line
+		return li != 0 && (lj == 0 || li < lj)
+	})
+	msgs := make([]string, len(problems))
+	for i, p := range problems {
+		msgs[i] = p.format(path)
+	}
+	return cfg, errors.New(strings.Join(msgs, "\n"))
+}
+
+// problem is one thing wrong with the config file.
+type problem struct {
+	line  int    // 0: unknown
+	field string // "devices[1].url"; "" for the file as a whole
+	msg   string
+}
+
+func (p problem) format(path string) string {
+	s := path
+	if p.line > 0 {
+		s += fmt.Sprintf(":%d", p.line)
+	}
+	s += ": "
+	if p.field != "" {
+		s += p.field + ": "
+	}
+	return s + p.msg
+}
+
+// reported says whether field or a parent of it already has a problem.
+func reported(ps []problem, field string) bool {
+	for _, p := range ps {
+		if p.field != "" && (field == p.field || strings.HasPrefix(field, p.field+".") || strings.HasPrefix(field, p.field+"[")) {
+			return true
+		}
+	}
+	return false
+}
+
+var durationType = reflect.TypeOf(gateway.Duration(0))
+
+// checkNodes walks the YAML tree beside the config type t and reports keys
+// that t does not have and values of Duration fields that do not parse. A bad
+// duration is replaced by "0s" (the default) so decoding can go on and report
+// the rest.
+func checkNodes(n *yaml.Node, t reflect.Type, path string) []problem {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []problem
+	switch {
+	case n.Kind == yaml.DocumentNode:
+		for _, c := range n.Content {
+			out = append(out, checkNodes(c, t, path)...)
+		}
+	case t == durationType:
+		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+			if _, err := time.ParseDuration(n.Value); err != nil {
+				out = append(out, problem{n.Line, path, fmt.Sprintf("not a duration: want e.g. 500ms, 2s or 1m, got %q", n.Value)})
+				n.Value, n.Tag, n.Style = "0s", "!!str", 0
+			}
+		}
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields, keys := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + p
+			}
+			f, ok := fields[k.Value]
+			switch {
+			case k.Value == "<<":
+			case !ok:
+				where := path
+				if where == "" {
+					where = "the top level"
+				}
+				out = append(out, problem{k.Line, "", fmt.Sprintf("unknown key %q in %s (allowed: %s)", k.Value, where, strings.Join(keys, ", "))})
+			default:
+				out = append(out, checkNodes(v, f.Type, p)...)
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, c := range n.Content {
+			out = append(out, checkNodes(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	return out
+}
+
+// yamlFields maps a struct's yaml keys to its fields, and lists the keys sorted.
+func yamlFields(t reflect.Type) (map[string]reflect.StructField, []string) {
+	fields := map[string]reflect.StructField{}
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		fields[tag] = f
+		keys = append(keys, tag)
+	}
+	sort.Strings(keys)
+	return fields, keys
+}
+
+var cannotUnmarshal = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+
+// explainDecodeError turns yaml.v3's type errors ("line 4: cannot unmarshal
+// !!str `high` into int") into problems that name the field and what it takes.
+func explainDecodeError(err error, lines map[string]int) []problem {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return []problem{{msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
+	}
+	byLine := map[int][]string{}
+	for f, l := range lines {
+		byLine[l] = append(byLine[l], f)
+	}
+	var out []problem
+	for _, e := range te.Errors {
+		m := cannotUnmarshal.FindStringSubmatch(e)
+		if m == nil {
+			out = append(out, problem{msg: e})
+			continue
+		}
+		line, _ := strconv.Atoi(m[1])
+		got := m[2]
+		if m[3] != "" {
+			got = strconv.Quote(m[3])
+		} else {
+			got = "a " + map[string]string{"seq": "list", "map": "mapping"}[got]
+		}
+		out = append(out, problem{line, commonPath(byLine[line]), fmt.Sprintf("want %s, got %s", describeType(m[4]), got)})
+	}
+	return out
+}
+
+// commonPath is the longest field path that every path in ps starts with:
+// the one field on a line, or the mapping that a flow mapping's keys share.
+func commonPath(ps []string) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	c := ps[0]
+	for _, p := range ps[1:] {
+		for c != "" && p != c && !strings.HasPrefix(p, c+".") && !strings.HasPrefix(p, c+"[") {
+			i := strings.LastIndexAny(c, ".[")
+			if i < 0 {
+				c = ""
+				break
+			}
+			c = c[:i]
+		}
+	}
+	return c
+}
+
+func describeType(goType string) string {
+	switch goType {
+	case "int", "int64", "uint", "uint64":
+		return "a whole number"
+	case "bool":
+		return "true or false"
+	case "string":
+		return "a single value (quote it if it holds ':' or '#')"
+	case "[]string":
+		return "a list like [a, b]"
+	case "[]gateway.DeviceConfig":
+		return "a list of devices (- id: …)"
+	}
+	for name, sec := range configSections() {
+		if name == goType || "*"+name == goType {
+			return "a mapping with keys " + strings.Join(sec.keys, ", ")
+		}
+	}
+	return goType
 }
 
 func unjoin(err error) []error {
@@ -105,28 +289,6 @@ func lookupLine(lines map[string]int, field string) int {
 		f = f[:i]
 	}
 	return 0
-}
-
-var unknownField = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
-
-// explainYAMLError rewrites yaml.v3's type errors in the config's own words:
-// "unknown key "lisen" in http (allowed: listen, auth, …)".
-func explainYAMLError(err error) string {
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return strings.TrimPrefix(err.Error(), "yaml: ")
-	}
-	sections := configSections()
-	var msgs []string
-	for _, e := range te.Errors {
-		if m := unknownField.FindStringSubmatch(e); m != nil {
-			sec := sections[m[2]]
-			e = strings.Replace(e, m[0], fmt.Sprintf("unknown key %q in %s (allowed: %s)", m[1], sec.name, strings.Join(sec.keys, ", ")), 1)
-		}
-		e = strings.ReplaceAll(e, "gateway.Duration", "a duration like 1s or 500ms")
-		msgs = append(msgs, e)
-	}
-	return strings.Join(msgs, "; ")
 }
 
 type section struct {
