@@ -35,7 +35,7 @@ func loadConfig(path string) (gateway.Config, error) {
 		// first bad duration and name neither its field nor its line.
 		problems = checkNodes(&root, reflect.TypeOf(cfg), "")
 		if err := root.Decode(&cfg); err != nil {
-			problems = append(problems, explainDecodeError(err, fieldLines(&root))...)
+			problems = append(problems, explainDecodeError(err, valueNodes(&root))...)
 		}
 	}
 	cfg.ApplyDeviceDefaults()
@@ -169,14 +169,25 @@ var cannotUnmarshal = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+
 
 // explainDecodeError turns yaml.v3's type errors ("line 4: cannot unmarshal
 // !!str `high` into int") into problems that name the field and what it takes.
-func explainDecodeError(err error, lines map[string]int) []problem {
+func explainDecodeError(err error, values []valueNode) []problem {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return []problem{{msg: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
-	byLine := map[int][]string{}
-	for f, l := range lines {
-		byLine[l] = append(byLine[l], f)
+	// The field is the value of the error's kind on the error's line.
+	kinds := map[string]yaml.Kind{"map": yaml.MappingNode, "seq": yaml.SequenceNode}
+	fieldAt := func(line int, tag string) string {
+		var ps []string
+		for _, v := range values {
+			want, ok := kinds[tag]
+			if !ok {
+				want = yaml.ScalarNode
+			}
+			if v.line == line && v.kind == want {
+				ps = append(ps, v.path)
+			}
+		}
+		return commonPath(ps)
 	}
 	var out []problem
 	for _, e := range te.Errors {
@@ -192,7 +203,7 @@ func explainDecodeError(err error, lines map[string]int) []problem {
 		} else {
 			got = "a " + map[string]string{"seq": "list", "map": "mapping"}[got]
 		}
-		out = append(out, problem{line, commonPath(byLine[line]), fmt.Sprintf("want %s, got %s", describeType(m[4]), got)})
+		out = append(out, problem{line, fieldAt(line, m[2]), fmt.Sprintf("want %s, got %s", describeType(m[4]), got)})
 	}
 	return out
 }
@@ -270,6 +281,45 @@ func fieldLines(root *yaml.Node) map[string]int {
 				out[p] = c.Line
 				walk(c, p)
 			}
+		}
+	}
+	walk(root, "")
+	return out
+}
+
+// valueNode is where a field's value starts in the file, and its kind.
+type valueNode struct {
+	path string
+	line int
+	kind yaml.Kind
+}
+
+// valueNodes lists every value in the file with its field path.
+func valueNodes(root *yaml.Node) []valueNode {
+	var out []valueNode
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+			return
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				p := n.Content[i].Value
+				if path != "" {
+					p = path + "." + p
+				}
+				walk(n.Content[i+1], p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			}
+		}
+		if path != "" {
+			out = append(out, valueNode{path, n.Line, n.Kind})
 		}
 	}
 	walk(root, "")
