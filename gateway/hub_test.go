@@ -784,3 +784,54 @@ func TestAddDevice(t *testing.T) {
 		})
 	}
 }
+
+func TestLinkSeenAndMalformed(t *testing.T) {
+	clock := newFakeClock()
+	h := newTestHub(t, Options{Now: clock.Now}, DeviceInfo{ID: "a"})
+	l := mustAttach(t, h, "a", nil)
+	clock.Add(5 * time.Second)
+	l.Seen()
+	if got := *mustState(t, h, "a").LastSeen; got != "2026-11-23T10:00:05.123Z" {
+		t.Errorf("last_seen after a pong = %s", got)
+	}
+	tests := []struct {
+		advance time.Duration
+		want    bool
+	}{{0, true}, {0, false}, {500 * time.Millisecond, false}, {500 * time.Millisecond, true}, {10 * time.Millisecond, false}}
+	for i, tt := range tests {
+		clock.Add(tt.advance)
+		if got := l.Malformed(); got != tt.want {
+			t.Errorf("Malformed() #%d = %v, want %v (log at most once a second)", i, got, tt.want)
+		}
+	}
+	if n := h.Counters().Malformed.Load(); n != uint64(len(tests)) {
+		t.Errorf("Malformed counter %d, want %d", n, len(tests))
+	}
+	if st := mustState(t, h, "a"); st.Malformed != uint64(len(tests)) {
+		t.Errorf("device malformed count %d", st.Malformed)
+	}
+}
+
+func TestMessagePreparedOnce(t *testing.T) {
+	m := &Message{Data: []byte(`{"type":"event"}`)}
+	var calls int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Go(func() {
+			m.Prepared(func(b []byte) any {
+				mu.Lock()
+				calls++
+				mu.Unlock()
+				return string(b)
+			})
+		})
+	}
+	wg.Wait()
+	if calls != 1 {
+		t.Errorf("prepared %d times for 20 subscribers, want once", calls)
+	}
+	if got := m.Prepared(nil); got != `{"type":"event"}` {
+		t.Errorf("Prepared = %v", got)
+	}
+}
