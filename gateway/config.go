@@ -1,10 +1,12 @@
 package gateway
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -41,6 +43,7 @@ type MQTTConfig struct {
 	ClientID      string              `yaml:"client_id"`
 	Username      string              `yaml:"username"`
 	Password      string              `yaml:"password"`
+	CAFile        string              `yaml:"ca_file"` // PEM CA bundle to trust for ssl:// and wss:// (default: the system's)
 	TopicPrefix   string              `yaml:"topic_prefix"`
 	QoS           int                 `yaml:"qos"`
 	Retain        bool                `yaml:"retain"`
@@ -201,6 +204,11 @@ func (c *Config) Validate() error {
 		if err != nil || u.Host == "" || !oneOf(u.Scheme, "tcp", "ssl", "tls", "ws", "wss", "mqtt", "mqtts") {
 			bad("mqtt.broker", "must be a URL like tcp://host:1883 (tcp, ssl, ws, wss), got %q", c.MQTT.Broker)
 		}
+		if c.MQTT.CAFile != "" {
+			if _, err := LoadCAFile(c.MQTT.CAFile); err != nil {
+				bad("mqtt.ca_file", "%v", err)
+			}
+		}
 		if c.MQTT.ClientID == "" {
 			bad("mqtt.client_id", "must not be empty")
 		}
@@ -302,4 +310,17 @@ func isHex4(s string) bool {
 		}
 	}
 	return true
+}
+
+// LoadCAFile reads a PEM CA bundle for the MQTT bridge's TLS.
+func LoadCAFile(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }

@@ -112,9 +112,9 @@ func TestTLSAndPassword(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	// The user's way: mqtt.ca_file names the private CA.
 	g := startGateway(t, br.URL(), gwOptions{devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)},
-		mqtt:   func(c *gateway.MQTTConfig) { c.Username, c.Password = "gw", "s3cret-pass" },
-		bridge: func(b *Bridge) { b.tlsConfig = tc }})
+		mqtt: func(c *gateway.MQTTConfig) { c.Username, c.Password, c.CAFile = "gw", "s3cret-pass", br.CAFile }})
 	g.waitConnected(within)
 	c := newClient(t, br.URL(), clientOptions{tls: tc, user: "gw", pass: "s3cret-pass"}, map[string]byte{"esp32gw/demo/count": 1})
 	c.expect("esp32gw/demo/count", within, nil)

@@ -252,6 +252,15 @@ func (b *Bridge) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 			tc := b.tlsConfig
 			if tc == nil {
 				tc = &tls.Config{MinVersion: tls.VersionTLS12}
+				if b.cfg.CAFile != "" {
+					// Validated when the config was loaded; a file that has
+					// gone since falls back to the system roots, loudly.
+					pool, err := gateway.LoadCAFile(b.cfg.CAFile)
+					if err != nil {
+						b.log.Error("mqtt.ca_file", "err", err)
+					}
+					tc.RootCAs = pool
+				}
 			}
 			o.SetTLSConfig(tc)
 		}
