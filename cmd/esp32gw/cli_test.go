@@ -52,6 +52,7 @@ devices:
 		{"check missing file", []string{"check", "-config", filepath.Join(t.TempDir(), "nope.yaml")}, []string{"read config", "nope.yaml"}, "", ""},
 		{"version", []string{"version"}, nil, "esp32gw ", ""},
 		{"unknown subcommand", []string{"frobnicate"}, []string{`unknown command "frobnicate"`, "check", "version"}, "", ""},
+		{"flags before the command", []string{"-config", good, "check"}, nil, good + ": OK (2 devices)\n", ""},
 		{"stray argument", []string{"check", "-config", good, "extra"}, []string{`unexpected argument "extra"`}, "", ""},
 		{"unknown flag", []string{"check", "-colour"}, []string{"flag provided but not defined: -colour"}, "", "usage:"},
 		{"help", []string{"-h"}, nil, "", "esp32gw check [-config FILE]"},

@@ -73,8 +73,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see esp32gw -h)", fs.Arg(0))
+	rest := fs.Args()
+	if cmd == "" && len(rest) > 0 { // flags first: esp32gw -config x.yaml check
+		cmd, rest = rest[0], rest[1:]
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		rest = fs.Args()
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("unexpected argument %q (see esp32gw -h)", rest[0])
 	}
 	switch cmd {
 	case "version":
