@@ -19,6 +19,7 @@ import (
 
 	"github.com/creack/pty"
 	"go.bug.st/serial/enumerator"
+	"golang.org/x/sys/unix"
 
 	"github.com/esp32gw/esp32gw/gateway"
 )
@@ -53,7 +54,9 @@ func openBoard(t *testing.T, read bool) *ptyBoard {
 	}
 	// creack/pty hands out a blocking master, whose Read Close cannot wake;
 	// a non-blocking duplicate goes through the runtime poller instead.
-	fd, err := syscall.Dup(int(ptmx.Fd()))
+	// Close-on-exec: a gateway process started by the test must not
+	// inherit the master, or closing it here would not hang up the tty.
+	fd, err := unix.FcntlInt(ptmx.Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	ptmx.Close()
 	if err != nil {
 		t.Fatal(err)
