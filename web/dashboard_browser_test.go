@@ -45,14 +45,14 @@ func chromiumPath(t *testing.T) string {
 	return testgw.Require(t, "chromium")
 }
 
-// browser is one headless Chromium with a temporary profile; it is stopped
+// chromeBrowser is one headless Chromium with a temporary profile; it is stopped
 // when the test ends.
-type browser struct {
+type chromeBrowser struct {
 	t   *testing.T
 	ctx context.Context
 }
 
-func startBrowser(t *testing.T) *browser {
+func startBrowser(t *testing.T) *chromeBrowser {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("drives Chromium against the built binary")
@@ -77,11 +77,11 @@ func startBrowser(t *testing.T) *browser {
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("start chromium %s: %v", path, err)
 	}
-	return &browser{t: t, ctx: ctx}
+	return &chromeBrowser{t: t, ctx: ctx}
 }
 
-// page is one tab.
-type page struct {
+// chromePage is one tab.
+type chromePage struct {
 	t    *testing.T
 	ctx  context.Context
 	name string
@@ -91,9 +91,9 @@ type page struct {
 	exceptions []string
 }
 
-func (b *browser) newPage(name string) *page {
+func (b *chromeBrowser) newPage(name string) *chromePage {
 	b.t.Helper()
-	p := &page{t: b.t, name: name}
+	p := &chromePage{t: b.t, name: name}
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(p.record))
 	b.t.Cleanup(cancel)
 	p.ctx = ctx
@@ -104,7 +104,7 @@ func (b *browser) newPage(name string) *page {
 }
 
 // record runs on chromedp's reader goroutine: it only appends under a lock.
-func (p *page) record(ev any) {
+func (p *chromePage) record(ev any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch ev := ev.(type) {
@@ -117,7 +117,7 @@ func (p *page) record(ev any) {
 	}
 }
 
-func (p *page) Requests() []string {
+func (p *chromePage) Requests() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.requests...)
@@ -126,7 +126,7 @@ func (p *page) Requests() []string {
 // checkClean fails the test on any JavaScript exception, and on any request
 // to a host other than the gateway's (the dashboard must load nothing from
 // outside: a Pi on a LAN often has no internet).
-func (p *page) checkClean(gatewayAddr string) {
+func (p *chromePage) checkClean(gatewayAddr string) {
 	p.t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -155,7 +155,7 @@ func (p *page) checkClean(gatewayAddr string) {
 }
 
 // do runs browser actions with a timeout and fails the test on error.
-func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+func (p *chromePage) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
 	defer cancel()
@@ -164,17 +164,17 @@ func (p *page) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// eval evaluates a JavaScript expression into T.
-func eval[T any](p *page, expr string) T {
+// evalJS evaluates a JavaScript expression into T.
+func evalJS[T any](p *chromePage, expr string) T {
 	p.t.Helper()
-	v, err := tryEval[T](p, expr, actionTimeout)
+	v, err := tryEvalJS[T](p, expr, actionTimeout)
 	if err != nil {
 		p.t.Fatalf("%s: eval %s: %v\n%s", p.name, expr, err, p.diagnose())
 	}
 	return v
 }
 
-func tryEval[T any](p *page, expr string, timeout time.Duration) (T, error) {
+func tryEvalJS[T any](p *chromePage, expr string, timeout time.Duration) (T, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
@@ -183,7 +183,7 @@ func tryEval[T any](p *page, expr string, timeout time.Duration) (T, error) {
 // waitFor polls the JavaScript expression until it is true, failing after
 // timeout. Errors while polling (a navigation destroying the context) are
 // retried until the deadline. It returns how long the wait took.
-func (p *page) waitFor(what, expr string, timeout time.Duration) time.Duration {
+func (p *chromePage) waitFor(what, expr string, timeout time.Duration) time.Duration {
 	p.t.Helper()
 	start := time.Now()
 	deadline := start.Add(timeout)
@@ -191,7 +191,7 @@ func (p *page) waitFor(what, expr string, timeout time.Duration) time.Duration {
 	defer tick.Stop()
 	var lastErr error
 	for {
-		ok, err := tryEval[bool](p, expr, time.Until(deadline)+time.Second)
+		ok, err := tryEvalJS[bool](p, expr, time.Until(deadline)+time.Second)
 		if err == nil && ok {
 			return time.Since(start)
 		}
@@ -210,8 +210,8 @@ func (p *page) waitFor(what, expr string, timeout time.Duration) time.Duration {
 }
 
 // diagnose describes the page for a failure message.
-func (p *page) diagnose() string {
-	s, err := tryEval[string](p, `JSON.stringify({url: location.href, banner: document.getElementById('connection')?.innerText,
+func (p *chromePage) diagnose() string {
+	s, err := tryEvalJS[string](p, `JSON.stringify({url: location.href, banner: document.getElementById('connection')?.innerText,
 		state: window.esp32gw && window.esp32gw.state, body: document.body.innerText.slice(0, 1500)})`, 3*time.Second)
 	if err != nil {
 		return "(page state unavailable: " + err.Error() + ")"
@@ -219,18 +219,18 @@ func (p *page) diagnose() string {
 	return "page: " + s
 }
 
-func (p *page) navigate(u string) { p.t.Helper(); p.do("navigate to "+u, chromedp.Navigate(u)) }
+func (p *chromePage) navigate(u string) { p.t.Helper(); p.do("navigate to "+u, chromedp.Navigate(u)) }
 
-// click clicks the element like a user: it is scrolled to the middle of the
-// viewport first, clear of the sticky header.
-func (p *page) click(sel string) {
+// click clicks the element like a user: once it is enabled, scrolled to the
+// middle of the viewport, clear of the sticky header.
+func (p *chromePage) click(sel string) {
 	p.t.Helper()
-	p.waitFor("scroll to "+sel, fmt.Sprintf(`(e => !!e && (e.scrollIntoView({block: 'center'}), true))(document.querySelector(%s))`, js(sel)), 5*time.Second)
+	p.waitFor("enabled: "+sel, fmt.Sprintf(`(e => !!e && !e.disabled && (e.scrollIntoView({block: 'center'}), true))(document.querySelector(%s))`, jsQuote(sel)), 5*time.Second)
 	p.do("click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
 }
 
 // setViewport sets the tab's size and the prefers-color-scheme it reports.
-func (p *page) setViewport(w, h int64, scheme string) {
+func (p *chromePage) setViewport(w, h int64, scheme string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
 	defer cancel()
@@ -249,7 +249,7 @@ func (p *page) setViewport(w, h int64, scheme string) {
 // it is a non-empty PNG, and copies the README's screenshots to
 // $ESP32GW_SCREENSHOTS when that is set (relative to the module root, e.g.
 // ESP32GW_SCREENSHOTS=docs).
-func (p *page) screenshot(dir, name string) string {
+func (p *chromePage) screenshot(dir, name string) string {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, actionTimeout)
 	defer cancel()
@@ -282,33 +282,35 @@ func (p *page) screenshot(dir, name string) string {
 // docsScreenshots are the screenshots the README shows.
 var docsScreenshots = map[string]bool{"dashboard-desktop.png": true, "dashboard-dark.png": true, "dashboard-phone.png": true}
 
-// js quotes s as a JavaScript string literal.
-func js(s string) string {
+// jsQuote quotes s as a JavaScript string literal.
+func jsQuote(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
 }
 
-// card is a CSS selector for a device's card.
-func card(id string) string { return fmt.Sprintf(`[data-device=%s]`, js(id)) }
+// cardSel is a CSS selector for a device's card.
+func cardSel(id string) string { return fmt.Sprintf(`[data-device=%s]`, jsQuote(id)) }
 
-// row is a CSS selector for a label's row in a device's card.
-func row(id, label string) string { return fmt.Sprintf(`%s [data-label=%s]`, card(id), js(label)) }
+// rowSel is a CSS selector for a label's row in a device's card.
+func rowSel(id, label string) string {
+	return fmt.Sprintf(`%s [data-label=%s]`, cardSel(id), jsQuote(label))
+}
 
 // valueJS is a JavaScript expression for the text shown for a label (” if none).
 func valueJS(id, label string) string {
-	return fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '')`, js(row(id, label)+" .lvalue"))
+	return fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? '')`, jsQuote(rowSel(id, label)+" .lvalue"))
 }
 
 // stateJS is a JavaScript expression for an on/off label's state (” if none).
 func stateJS(id, label string) string {
-	return fmt.Sprintf(`(document.querySelector(%s)?.dataset.state ?? '')`, js(row(id, label)))
+	return fmt.Sprintf(`(document.querySelector(%s)?.dataset.state ?? '')`, jsQuote(rowSel(id, label)))
 }
 
 // bannerJS is the connection banner's text, lower-cased.
 const bannerJS = `(document.getElementById('connection')?.innerText ?? '').toLowerCase()`
 
-// gatewayConfig is a config for testgw with the given devices block.
-func gatewayConfig(auth, devices string) string {
+// dashConfig is a config for testgw with the given devices block.
+func dashConfig(auth, devices string) string {
 	return strings.TrimSpace(`
 gateway_id: testgw
 state_dir: data

@@ -190,7 +190,11 @@ function applyDevice(dev, d) {
   dev.commands = commands;
   const labels = d.labels || {};
   for (const name of [...dev.labels.keys()]) {
-    if (!(name in labels)) { dev.labels.delete(name); dev.structure = true; }
+    if (name in labels) continue;
+    const lab = dev.labels.get(name);
+    if (lab.canvas) { resizer.unobserve(lab.canvas); viewer.unobserve(lab.canvas); }
+    dev.labels.delete(name);
+    dev.structure = true;
   }
   for (const [name, lv] of Object.entries(labels)) {
     setLabel(dev, name, lv && lv.value, lv && lv.ts);
