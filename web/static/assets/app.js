@@ -682,6 +682,11 @@ function renderBanner() {
   }
   setAttr(el, 'data-state', state.conn);
   setText($('connection-text'), text);
+  // Screen readers hear state changes, not the countdown ticking.
+  setText($('connection-sr'), {
+    connected: 'Connected to the gateway', reconnecting: 'Connection to the gateway lost, reconnecting',
+    offline: 'Gateway unreachable, reconnecting', login: 'Not logged in',
+  }[state.conn] || '');
   $('retry').hidden = !(state.conn === 'reconnecting' || state.conn === 'offline');
   devicesEl.classList.toggle('stale', state.conn !== 'connected');
   if (devicesEl.classList.contains('stale')) setAttr(devicesEl, 'aria-busy', 'true');
