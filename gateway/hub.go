@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +27,9 @@ const (
 	// MaxLabelsPerDevice stops a board that invents a new key every frame from
 	// growing the hub without bound; further labels are dropped and counted.
 	MaxLabelsPerDevice = 256
+	// RecentLogLines is how many console lines per device a console that
+	// opens late is shown first.
+	RecentLogLines = 50
 	// MaxLabelLen bounds a label's length in bytes.
 	MaxLabelLen = 128
 	// DefaultQueueLen is a subscriber's queue: about 256 messages (contract).
@@ -94,6 +98,7 @@ type device struct {
 	tokens     float64
 	tokensAt   time.Time
 	lastBadLog time.Time
+	logs       []*Message // the last RecentLogLines console lines
 }
 
 type labelState struct {
@@ -402,6 +407,12 @@ func (h *Hub) logLine(l *Link, line string) {
 		Line   string `json:"line"`
 		TS     string `json:"ts"`
 	}{"log", l.id, line, FormatTime(m.TS)})
+	if len(l.dev.logs) < RecentLogLines {
+		l.dev.logs = append(l.dev.logs, m)
+	} else {
+		copy(l.dev.logs, l.dev.logs[1:])
+		l.dev.logs[len(l.dev.logs)-1] = m
+	}
 	h.broadcastLocked(m)
 }
 
@@ -409,12 +420,13 @@ func (h *Hub) logLine(l *Link, line string) {
 func (h *Hub) statusLocked(d *device, online bool, reason string) {
 	m := &Message{Kind: KindStatus, Device: d.info.ID, Seq: h.seq, Online: online, Reason: reason, TS: h.now()}
 	m.Data = mustJSON(struct {
-		Type   string `json:"type"`
-		Device string `json:"device"`
-		Online bool   `json:"online"`
-		Reason string `json:"reason,omitempty"`
-		TS     string `json:"ts"`
-	}{"status", d.info.ID, online, reason, FormatTime(m.TS)})
+		Type       string `json:"type"`
+		Device     string `json:"device"`
+		Online     bool   `json:"online"`
+		Reason     string `json:"reason,omitempty"`
+		TS         string `json:"ts"`
+		Reconnects int    `json:"reconnects"`
+	}{"status", d.info.ID, online, reason, FormatTime(m.TS), d.reconnects})
 	if !online {
 		d.reason = reason
 	} else {
@@ -700,6 +712,21 @@ func (h *Hub) History(id, label string) (map[string][]Point, error) {
 		out[name] = pts
 	}
 	return out, nil
+}
+
+// RecentLogs returns the last console lines of the given devices (every
+// device when ids is empty), oldest first per device.
+func (h *Hub) RecentLogs(ids []string) []*Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*Message
+	for _, id := range h.order {
+		if len(ids) > 0 && !slices.Contains(ids, id) {
+			continue
+		}
+		out = append(out, h.devices[id].logs...)
+	}
+	return out
 }
 
 // Labels returns a device's labels in the order they were first seen.

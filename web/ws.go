@@ -121,6 +121,7 @@ type conn struct {
 
 	tokens   float64 // command rate limit; reader goroutine only
 	tokensAt time.Time
+	logsOn   bool // the browser subscribed to console lines; reader goroutine only
 }
 
 type closeMsg struct {
@@ -317,6 +318,13 @@ func (c *conn) handleBrowserMessage(data []byte) {
 		if len(id) > 0 {
 			c.reply(ackReply(id))
 		}
+		// A console that opens late first shows the board's recent lines.
+		if m.Logs && !c.logsOn {
+			for _, l := range c.s.hub.RecentLogs(m.Devices) {
+				c.reply(l.Data)
+			}
+		}
+		c.logsOn = m.Logs
 	case "":
 		c.reply(errorReply(id, `bad message: missing "type" (want command or subscribe)`))
 	default:

@@ -390,3 +390,34 @@ func TestRestartKeepsHistory(t *testing.T) {
 		t.Fatalf("seq went back from %d to %d across a restart", lastBefore, snap.Seq)
 	}
 }
+
+// TestConsoleShowsRecentLines: a console opened after the board booted still
+// shows the boot line, and only after asking for logs.
+func TestConsoleShowsRecentLines(t *testing.T) {
+	gw := testgw.Start(t, e2eConfig)
+	c := gw.Dial("/ws")
+	read(t, c) // snapshot
+	for i := 0; i < 3; i++ {
+		if f := read(t, c); f.Type == "log" {
+			t.Fatalf("log frame before subscribing to logs: %+v", f)
+		}
+	}
+	c.WriteJSON(map[string]any{"type": "subscribe", "devices": []string{"demo"}, "logs": true})
+	var line struct {
+		Type, Device, Line string
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.SetReadDeadline(deadline)
+		if err := c.ReadJSON(&line); err != nil {
+			t.Fatal(err)
+		}
+		if line.Type == "log" {
+			if line.Device != "demo" || !strings.Contains(line.Line, "booted") {
+				t.Fatalf("first log line %+v, want demo's boot line", line)
+			}
+			return
+		}
+	}
+	t.Fatal("no recent console line after subscribing with logs:true")
+}
