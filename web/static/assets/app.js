@@ -278,7 +278,8 @@ function onStatus(m) {
   const dev = state.devices.get(m.device);
   if (!dev) return;
   const online = !!m.online;
-  if (online && !dev.online && dev.everOffline) dev.reconnects++;
+  if (typeof m.reconnects === 'number') dev.reconnects = m.reconnects;
+  else if (online && !dev.online && dev.everOffline) dev.reconnects++;
   if (!online) dev.everOffline = true;
   dev.online = online;
   dev.reason = online ? '' : (m.reason || '');
@@ -290,6 +291,13 @@ function onStatus(m) {
 function onLog(m) {
   const dev = state.devices.get(m.device);
   if (!dev || typeof m.line !== 'string') return;
+  // A console that re-subscribes (after a reconnect) is sent the recent
+  // lines again: skip the ones already shown.
+  const key = `${m.ts}|${m.line}`;
+  if (m.ts && dev.logKeys && dev.logKeys.has(key)) return;
+  if (!dev.logKeys) dev.logKeys = new Set();
+  dev.logKeys.add(key);
+  if (dev.logKeys.size > 4 * LOG_LINES) dev.logKeys = new Set([...dev.logKeys].slice(-LOG_LINES));
   const t = m.ts ? new Date(parseTS(m.ts)) : new Date();
   dev.logs.push(`${t.toTimeString().slice(0, 8)}  ${m.line}`);
   if (dev.logs.length > LOG_LINES) dev.logs.splice(0, dev.logs.length - LOG_LINES);
