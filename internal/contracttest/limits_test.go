@@ -1,0 +1,196 @@
+package contracttest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/internal/testgw"
+)
+
+// frameOfSize is a valid board frame {"label":"big","value":"xxx…"} of exactly n bytes.
+func frameOfSize(n int) string {
+	pre, post := `{"label":"big","value":"`, `"}`
+	return pre + strings.Repeat("x", n-len(pre)-len(post)) + post
+}
+
+func TestLimits(t *testing.T) {
+	t.Parallel()
+	g := testgw.Start(t, header("gw1", "")+`  - id: lim
+    transport: ws-listen
+    token: "lim-token-0123456789"
+    commands: [toggle]
+  - id: spam
+    transport: ws-listen
+    token: "spam-token-0123456789"
+`)
+
+	t.Run("board frame of 64 KiB accepted, over 64 KiB closed with 1009 and a reason", func(t *testing.T) {
+		_, br := browser(t, g, "/ws")
+		br.nextMsg(t, 5*time.Second)
+		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
+		waitOnline(t, g, "lim", true, 5*time.Second)
+		b.send(t, frameOfSize(64*1024))
+		ev := br.waitFor(t, 5*time.Second, "the 64 KiB event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" })
+		if len(str(ev, "value")) != 64*1024-len(`{"label":"big","value":""}`) {
+			t.Errorf("64 KiB frame's value has %d bytes", len(str(ev, "value")))
+		}
+		b.send(t, frameOfSize(64*1024+1))
+		err, ok := b.r.closed(5 * time.Second)
+		if !ok {
+			t.Fatalf("a board frame of 64 KiB + 1 did not close the link")
+		}
+		code, reason := closeCode(err)
+		if code != websocket.CloseMessageTooBig || reason == "" {
+			t.Errorf("over-limit board frame: close %d %q (%v), want 1009 with a reason", code, reason, err)
+		}
+		st := br.waitFor(t, 5*time.Second, "status lim offline", func(m msg) bool {
+			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == false
+		})
+		if str(st, "reason") == "" {
+			t.Errorf("no reason in %v", st)
+		}
+	})
+
+	t.Run("binary and malformed board frames ignored, the link stays", func(t *testing.T) {
+		_, br := browser(t, g, "/ws")
+		br.nextMsg(t, 5*time.Second)
+		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
+		br.waitFor(t, 5*time.Second, "status lim online", func(m msg) bool {
+			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == true
+		})
+		b.wmu.Lock()
+		b.c.WriteMessage(websocket.BinaryMessage, []byte{0, 1, 2, 3})
+		b.wmu.Unlock()
+		for _, f := range []string{`not json`, `{"label":`, `42`, `"str"`, `[1,2]`} {
+			b.send(t, f)
+		}
+		b.send(t, `{"label":"ok","value":1}`)
+		m := br.waitFor(t, 5*time.Second, "an event or status of lim", func(m msg) bool {
+			return str(m, "device") == "lim"
+		})
+		if !isEvent(m) || str(m, "label") != "ok" {
+			t.Errorf("after binary/malformed frames the next lim frame is %v, want the event ok (link must stay up, nothing else emitted)", m)
+		}
+		if on, _ := device(t, g, "lim")["online"].(bool); !on {
+			t.Errorf("lim offline after malformed frames")
+		}
+		b.c.Close()
+		waitOnline(t, g, "lim", false, 5*time.Second)
+	})
+
+	t.Run("browser message of 16 KiB is read, over 16 KiB closed with 1009", func(t *testing.T) {
+		c, r := browser(t, g, "/ws")
+		r.nextMsg(t, 5*time.Second)
+		pre := `{"type":"command","id":"big","device":"nosuch","label":"`
+		post := `","value":"x"}`
+		ok16 := pre + strings.Repeat("l", 16*1024-len(pre)-len(post)) + post
+		c.WriteMessage(websocket.TextMessage, []byte(ok16))
+		if a := r.waitFor(t, 2*time.Second, "answer big", func(m msg) bool { return str(m, "id") == "big" }); str(a, "type") != "error" {
+			t.Errorf("16 KiB command: %v", a)
+		}
+		c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat(" ", 16*1024+1)))
+		err, closed := r.closed(5 * time.Second)
+		if !closed {
+			t.Fatal("browser message of 16 KiB + 1 did not close the socket")
+		}
+		if code, reason := closeCode(err); code != websocket.CloseMessageTooBig || reason == "" {
+			t.Errorf("over-limit browser message: close %d %q (%v), want 1009 with a reason", code, reason, err)
+		}
+	})
+
+	t.Run("a browser that never reads is closed with 1008/1013; others unaffected", func(t *testing.T) {
+		deviation(t, "a browser that never reads is not closed with 1008/1013: the writer gives up after its 5 s write deadline mid-frame and the socket stays open (no close frame, not closed even 60 s later)")
+		// The slow browser: a tiny receive buffer, and nobody reads it.
+		d := websocket.Dialer{NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err == nil {
+				c.(*net.TCPConn).SetReadBuffer(4096)
+			}
+			return c, err
+		}, ReadBufferSize: 1024}
+		slow, resp, err := d.Dial(g.WSURL("/ws"), g.Header())
+		if err != nil {
+			t.Fatalf("slow browser: %v (HTTP %d)", err, status(resp))
+		}
+		defer slow.Close()
+		_, fast := browser(t, g, "/ws")
+		snap := fast.nextMsg(t, 5*time.Second)
+		start := seqOf(snap)
+
+		b := dialBoard(t, g, "spam", "spam-token-0123456789", true)
+		waitOnline(t, g, "spam", true, 5*time.Second)
+		const frames, per = 200, 7
+		val := strings.Repeat("v", 8000)
+		done := make(chan error, 1)
+		go func() {
+			for i := 0; i < frames; i++ {
+				var parts []string
+				for j := 0; j < per; j++ {
+					parts = append(parts, fmt.Sprintf(`{"label":"l%d","value":"%s"}`, j, val))
+				}
+				b.wmu.Lock()
+				b.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+				err := b.c.WriteMessage(websocket.TextMessage, []byte("["+strings.Join(parts, ",")+"]"))
+				b.wmu.Unlock()
+				if err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		// The fast browser gets every event, in order, and stays open.
+		s := start
+		for s < start+frames*per {
+			m := fast.waitFor(t, 20*time.Second, "event", isEvent)
+			if seqOf(m) != s+1 {
+				t.Fatalf("fast browser: seq %d after %d", seqOf(m), s)
+			}
+			s = seqOf(m)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the board was slowed or cut off: %v", err)
+		}
+		// Now read the slow one: after what was buffered, a close 1008/1013.
+		sr := newReader(slow)
+		n := 0
+		readStart := time.Now()
+		deadline := time.After(15 * time.Second)
+	loop:
+		for {
+			select {
+			case <-sr.frames:
+				n++
+			case <-sr.done:
+				break loop
+			case <-deadline:
+				logs := g.Logs()
+				var rel []string
+				for _, l := range strings.Split(logs, "\n") {
+					if strings.Contains(l, "browser") || strings.Contains(l, "slow") || strings.Contains(l, "1013") || strings.Contains(l, "1008") {
+						rel = append(rel, l)
+					}
+				}
+				t.Fatalf("the slow browser was neither closed nor served within 15 s of reading again (%d frames read; %d events sent); gateway log:\n%s\nALL:\n%s", n, frames*per, tail(rel), logs)
+			}
+		}
+		for len(sr.frames) > 0 {
+			<-sr.frames
+			n++
+		}
+		code, _ := closeCode(sr.err)
+		if code != websocket.ClosePolicyViolation && code != websocket.CloseTryAgainLater {
+			t.Errorf("slow browser ended with %v after %d frames, want a close frame 1008 or 1013", sr.err, n)
+		}
+		if n > frames*per {
+			t.Errorf("slow browser got %d frames", n)
+		}
+		t.Logf("slow browser read %d frames before the close (%v) %v after reading again", n, sr.err, time.Since(readStart))
+	})
+}
