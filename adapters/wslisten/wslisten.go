@@ -146,8 +146,25 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	o := l.link
 	o.Device, o.Format, o.Addr = id, dev.CommandFormat, r.RemoteAddr
+	ctx, cancel := context.WithCancelCause(runCtx)
+	me := &session{cancel: cancel, addr: r.RemoteAddr}
+	// The hub attach and the swap into l.active are one critical section
+	// (the hub's Attach never blocks), so the order in which links are
+	// attached is the order in which they become active: the link the hub
+	// holds is always the active one, and every older one is cancelled.
+	// Apart, two simultaneous dial-ins could interleave so that the newer
+	// link is cancelled, detaches the device, and the older socket stays up
+	// on a dead hub link.
+	l.mu.Lock()
 	link, err := boardlink.Attach(sink, conn, o)
+	var old *session
+	if err == nil {
+		old = l.active[id]
+		l.active[id] = me
+	}
+	l.mu.Unlock()
 	if err != nil {
+		cancel(nil)
 		l.log.Error("board link refused by the hub", "device", id, "addr", r.RemoteAddr, "err", err)
 		msg := websocket.FormatCloseMessage(websocket.CloseInternalServerErr, "gateway refused the device")
 		_ = conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(boardlink.CloseWait))
@@ -157,12 +174,6 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// The new link is attached: only now close the one it replaces, so the
 	// device never flickers offline.
-	ctx, cancel := context.WithCancelCause(runCtx)
-	me := &session{cancel: cancel, addr: r.RemoteAddr}
-	l.mu.Lock()
-	old := l.active[id]
-	l.active[id] = me
-	l.mu.Unlock()
 	if old != nil {
 		l.log.Warn("board connected again: replacing its previous link", "device", id, "addr", r.RemoteAddr, "previous", old.addr)
 		old.cancel(&boardlink.CloseReason{Code: websocket.CloseNormalClosure, Text: "replaced by a new connection from the same device"})

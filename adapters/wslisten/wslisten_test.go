@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -363,5 +364,100 @@ func TestNoGoroutineGrowthAcrossDialIns(t *testing.T) {
 	}
 	if st, _ := r.hub.DeviceState(dev); st.Reconnects != cycles-1 {
 		t.Errorf("reconnects = %d, want %d", st.Reconnects, cycles-1)
+	}
+}
+
+// TestConcurrentDuplicateDialIns races many dial-ins for one id: whatever
+// the interleaving, exactly one socket survives, the device is online on
+// it, its frames reach the hub and commands reach it.
+func TestConcurrentDuplicateDialIns(t *testing.T) {
+	boardtest.LeakCheck(t)
+	r := newRig(t, false)
+	r.run(t)
+	const rounds, boards = 30, 8
+	for round := range rounds {
+		type board struct {
+			c      *websocket.Conn
+			frames chan string
+			end    chan error
+		}
+		bs := make([]board, boards)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make(chan error, boards)
+		for i := range bs {
+			wg.Go(func() {
+				<-start
+				c, _, err := boardDialer.Dial(r.url("/device/"+dev), arduinoHeader(token))
+				if err != nil {
+					errs <- err
+					return
+				}
+				frames, end := reader(c)
+				bs[i] = board{c: c, frames: frames, end: end}
+			})
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: dial: %v", round, err)
+		}
+		// Every socket but one is closed as replaced; the survivor is the one
+		// still open once the others have ended.
+		ended := make([]bool, boards)
+		timeout := time.After(5 * time.Second)
+		for n := 0; n < boards-1; {
+			for i, b := range bs {
+				if ended[i] {
+					continue
+				}
+				select {
+				case err := <-b.end:
+					if !boardtest.IsCloseCode(err, websocket.CloseNormalClosure) {
+						t.Errorf("round %d: board %d ended with %v, want close 1000 (replaced)", round, i, err)
+					}
+					ended[i] = true
+					n++
+				default:
+				}
+			}
+			if n < boards-1 {
+				select {
+				case <-timeout:
+					t.Fatalf("round %d: %d of %d duplicate sockets still open after 5 s, want 1", round, boards-n, boards)
+				case <-time.After(5 * time.Millisecond): // poll the end channels
+				}
+			}
+		}
+		survivor := -1
+		for i := range bs {
+			if !ended[i] {
+				survivor = i
+			}
+		}
+		s := bs[survivor]
+		if st, _ := r.hub.DeviceState(dev); !st.Online {
+			t.Fatalf("round %d: device offline (%q) while socket %d is still up", round, st.Reason, survivor)
+		}
+		v := fmt.Sprint(round)
+		if err := s.c.WriteMessage(websocket.TextMessage, []byte(`{"label":"round","value":`+v+`}`)); err != nil {
+			t.Fatal(err)
+		}
+		boardtest.Next(t, r.sub, 2*time.Second, "the survivor's frame", boardtest.Event(dev, "round", round))
+		if err := r.hub.Command(context.Background(), dev, gateway.Command{Value: json.RawMessage(`"toggle"`)}); err != nil {
+			t.Fatalf("round %d: command: %v", round, err)
+		}
+		select {
+		case got := <-s.frames:
+			if got != `{"value":"toggle"}` {
+				t.Errorf("round %d: survivor got %q", round, got)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatalf("round %d: command did not reach the surviving socket", round)
+		}
+		s.c.Close()
+		<-s.end
+		boardtest.Next(t, r.sub, 2*time.Second, "offline after the survivor left", boardtest.Status(dev, false))
 	}
 }
