@@ -34,8 +34,10 @@ const (
 	// lines are dropped whole and counted as malformed.
 	MaxLineLen = 4096
 	// firstRetry is the first re-open delay before jitter (contract: first
-	// retry within 1 s); each failure doubles it up to maxRetry.
-	firstRetry = time.Second
+	// retry within 1 s): the first re-open comes 0.3–0.6 s after the loss,
+	// leaving room for a busy machine's scheduling; each failure doubles it
+	// up to maxRetry.
+	firstRetry = 600 * time.Millisecond
 	// maxRetry caps the re-open delay (contract: cap 30 s).
 	maxRetry = 30 * time.Second
 	// presencePoll is how often a missing port is looked for while waiting

@@ -32,7 +32,10 @@ const (
 	FirstDialJitter = 500 * time.Millisecond
 	// BackoffBase is the first retry delay's upper bound; each retry waits a
 	// random time in [d/2, d], d doubling from BackoffBase up to BackoffCap.
-	BackoffBase = time.Second
+	// The first retry thus comes 0.3–0.6 s after the loss is seen, which
+	// leaves the contract's 1 s room for detecting the loss and for a busy
+	// machine's scheduling.
+	BackoffBase = 600 * time.Millisecond
 	// BackoffCap bounds every retry delay.
 	BackoffCap = 30 * time.Second
 	// HealthyAfter: a link that stayed up this long (one ping period, so
