@@ -202,7 +202,14 @@ func (c *Config) Validate() error {
 	if c.MQTT.Enabled {
 		u, err := url.Parse(c.MQTT.Broker)
 		if err != nil || u.Host == "" || !oneOf(u.Scheme, "tcp", "ssl", "tls", "ws", "wss", "mqtt", "mqtts") {
-			bad("mqtt.broker", "must be a URL like tcp://host:1883 (tcp, ssl, ws, wss), got %q", c.MQTT.Broker)
+			// Never echo a password: user:pass@ may be in the URL.
+			shown := c.MQTT.Broker
+			if err == nil {
+				shown = u.Redacted()
+			} else if i := strings.LastIndex(shown, "@"); i >= 0 {
+				shown = "xxxxx" + shown[i:]
+			}
+			bad("mqtt.broker", "must be a URL like tcp://host:1883 (tcp, ssl, ws, wss), got %q", shown)
 		}
 		if c.MQTT.CAFile != "" {
 			if _, err := LoadCAFile(c.MQTT.CAFile); err != nil {
@@ -227,6 +234,8 @@ func (c *Config) Validate() error {
 		f := func(name string) string { return fmt.Sprintf("devices[%d].%s", i, name) }
 		if !ValidID(d.ID) {
 			bad(f("id"), "must match [a-z0-9_-]+ (at most 64 characters), got %q", d.ID)
+		} else if d.ID == "bridge" {
+			bad(f("id"), `"bridge" is reserved: MQTT topic PREFIX/bridge/state is the gateway's own; choose another id`)
 		} else if j, dup := seen[d.ID]; dup {
 			bad(f("id"), "duplicate id %q (also devices[%d])", d.ID, j)
 		} else {
