@@ -24,15 +24,24 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	g := startGateway(t, br.URL(), gwOptions{devices: devices, mqtt: func(m *gateway.MQTTConfig) { m.HomeAssistant.Enabled = true }})
 	g.waitConnected(within)
 
+	// DESIGN.md: one entity per observed label and per allowed command.
 	want := map[string]string{ // topic → component it must be
-		"homeassistant/sensor/esp32gw_demo/count/config":            "sensor",
-		"homeassistant/binary_sensor/esp32gw_demo/ledStatus/config": "binary_sensor",
-		"homeassistant/button/esp32gw_demo/cmd_toggle/config":       "button",
-		"homeassistant/sensor/esp32gw_climate/temperature/config":   "sensor",
-		"homeassistant/sensor/esp32gw_climate/humidity/config":      "sensor",
-		"homeassistant/switch/esp32gw_relays/relay1/config":         "switch",
-		"homeassistant/switch/esp32gw_relays/relay2/config":         "switch",
-		"homeassistant/button/esp32gw_relays/cmd_toggle/config":     "button",
+		"homeassistant/sensor/esp32gw_demo/count/config":               "sensor",
+		"homeassistant/binary_sensor/esp32gw_demo/ledStatus/config":    "binary_sensor",
+		"homeassistant/switch/esp32gw_demo/ledStatus_switch/config":    "switch",
+		"homeassistant/button/esp32gw_demo/cmd_toggle/config":          "button",
+		"homeassistant/sensor/esp32gw_climate/temperature/config":      "sensor",
+		"homeassistant/sensor/esp32gw_climate/humidity/config":         "sensor",
+		"homeassistant/binary_sensor/esp32gw_relays/relay1/config":     "binary_sensor",
+		"homeassistant/binary_sensor/esp32gw_relays/relay2/config":     "binary_sensor",
+		"homeassistant/switch/esp32gw_relays/relay1_switch/config":     "switch",
+		"homeassistant/switch/esp32gw_relays/relay2_switch/config":     "switch",
+		"homeassistant/button/esp32gw_relays/relay1_cmd_on/config":     "button",
+		"homeassistant/button/esp32gw_relays/relay1_cmd_off/config":    "button",
+		"homeassistant/button/esp32gw_relays/relay1_cmd_toggle/config": "button",
+		"homeassistant/button/esp32gw_relays/relay2_cmd_on/config":     "button",
+		"homeassistant/button/esp32gw_relays/relay2_cmd_off/config":    "button",
+		"homeassistant/button/esp32gw_relays/relay2_cmd_toggle/config": "button",
 	}
 	configs := map[string]map[string]any{}
 	collect := func() {
@@ -82,12 +91,34 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			}
 		}
 	}
-	if b := configs["homeassistant/button/esp32gw_demo/cmd_toggle/config"]; b["payload_press"] != "toggle" || b["command_topic"] != "esp32gw/demo/set/ledStatus" {
-		t.Errorf("toggle button = %v", b)
+	for topic, comp := range want {
+		if got := strings.Split(topic, "/")[1]; got != comp {
+			t.Fatalf("test table: %s is not a %s", topic, comp)
+		}
 	}
-	if s := configs["homeassistant/switch/esp32gw_relays/relay1/config"]; s["command_topic"] != "esp32gw/relays/set/relay1" || s["payload_on"] != "on" {
-		t.Errorf("relay1 switch = %v", s)
+	check := func(topic string, kv map[string]any) {
+		t.Helper()
+		cfg := configs[topic]
+		for k, v := range kv {
+			if cfg[k] != v {
+				t.Errorf("%s: %s = %v, want %v", topic, k, cfg[k], v)
+			}
+		}
 	}
+	// The binary sensors show the board's own values.
+	check("homeassistant/binary_sensor/esp32gw_demo/ledStatus/config", map[string]any{
+		"state_topic": "esp32gw/demo/ledStatus", "value_template": "{{ value_json }}", "payload_on": "LED ON", "payload_off": "LED OFF"})
+	check("homeassistant/binary_sensor/esp32gw_relays/relay2/config", map[string]any{
+		"state_topic": "esp32gw/relays/relay2", "payload_on": "on", "payload_off": "off"})
+	// Every allowed command is a button pressing that value, on the label
+	// it acts on.
+	check("homeassistant/button/esp32gw_demo/cmd_toggle/config", map[string]any{"payload_press": "toggle", "command_topic": "esp32gw/demo/set/ledStatus"})
+	check("homeassistant/button/esp32gw_relays/relay2_cmd_off/config", map[string]any{"payload_press": "off", "command_topic": "esp32gw/relays/set/relay2"})
+	// The switches, besides.
+	check("homeassistant/switch/esp32gw_demo/ledStatus_switch/config", map[string]any{
+		"command_topic": "esp32gw/demo/set/ledStatus", "payload_on": "toggle", "payload_off": "toggle", "state_on": "LED ON", "state_off": "LED OFF"})
+	check("homeassistant/switch/esp32gw_relays/relay1_switch/config", map[string]any{
+		"command_topic": "esp32gw/relays/set/relay1", "payload_on": "on", "payload_off": "off", "state_on": "on", "state_off": "off"})
 
 	// The button works as Home Assistant would press it.
 	results := newClient(t, br.URL(), clientOptions{}, map[string]byte{"esp32gw/demo/set/+/result": 1})
@@ -99,6 +130,68 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	// Home Assistant restarts: everything again.
 	results.publish("homeassistant/status", "online", false)
 	collect()
+}
+
+// Every label is an entity of its kind, every command a button; the
+// unique_ids never collide, even with labels named like a button or a
+// switch.
+func TestDiscoveryConfigs(t *testing.T) {
+	b := New(gateway.MQTTConfig{}, gateway.NewHub(gateway.Options{GatewayID: "a"}), nil)
+	d := discoveryDevice{id: "dev", name: "Dev", transport: "sim", commands: []string{"toggle", "42"},
+		labels: []string{"temp", "mode", "door", "cmd_toggle", "door_switch", "set", "raw"},
+		shapes: map[string]valueShape{
+			"temp": shapeOf(json.RawMessage(`21.5`)), "mode": shapeOf(json.RawMessage(`"auto"`)),
+			"door": shapeOf(json.RawMessage(`true`)), "cmd_toggle": shapeOf(json.RawMessage(`"x"`)),
+			"door_switch": shapeOf(json.RawMessage(`1`)), "set": shapeOf(json.RawMessage(`1`)),
+			"raw": shapeOf(json.RawMessage(`{"a":1}`)),
+		}}
+	got := b.discoveryConfigs(d)
+	ids := map[string]string{}
+	comps := map[string]string{}
+	for topic, p := range got {
+		var cfg map[string]any
+		if err := json.Unmarshal(p, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		id := cfg["unique_id"].(string)
+		if other, dup := ids[id]; dup {
+			t.Errorf("unique_id %s used by %s and %s", id, topic, other)
+		}
+		ids[id] = topic
+		comps[cfg["name"].(string)] = strings.Split(topic, "/")[1]
+		if cfg["name"] == "door" {
+			if cfg["payload_on"] != "true" || cfg["payload_off"] != "false" || cfg["value_template"] != "{{ value }}" {
+				t.Errorf("door: %v", cfg)
+			}
+		}
+		if cfg["name"] == "42" && (cfg["payload_press"] != "42" || cfg["command_topic"] != "esp32gw/dev/set/door") {
+			t.Errorf("button 42: %v", cfg)
+		}
+	}
+	for name, want := range map[string]string{
+		"temp": "sensor", "mode": "sensor", "door": "binary_sensor", "door switch": "switch", "cmd_toggle": "sensor",
+		"door_switch": "sensor", "raw": "sensor", "toggle": "button", "42": "button",
+	} {
+		if comps[name] != want {
+			t.Errorf("entity %q: %q, want %q (all: %v)", name, comps[name], want, comps)
+		}
+	}
+	if len(got) != 9 {
+		t.Errorf("%d configs, want 9 (no entity for the reserved label set): %v", len(got), comps)
+	}
+}
+
+func TestShapeOf(t *testing.T) {
+	for _, tc := range []struct{ v, on, off string }{
+		{`"LED ON"`, "LED ON", "LED OFF"}, {`"LED OFF"`, "LED ON", "LED OFF"}, {`"on"`, "on", "off"},
+		{`"Closed"`, "Open", "Closed"}, {`"door open "`, "door open ", "door closed "}, {`false`, "true", "false"},
+		{`"HIGH"`, "HIGH", "LOW"},
+	} {
+		sh := shapeOf(json.RawMessage(tc.v))
+		if sh.kind != kindBinary || sh.on != tc.on || sh.off != tc.off {
+			t.Errorf("shapeOf(%s) = %+v, want on %q off %q", tc.v, sh, tc.on, tc.off)
+		}
+	}
 }
 
 func TestClassify(t *testing.T) {

@@ -116,12 +116,12 @@ func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, firs
 		}
 		b.out.push(&outMsg{topic: b.valueTopic(m.Device, m.Label), payload: m.Value, qos: b.qos, retain: retain}, false)
 		if b.cfg.HomeAssistant.Enabled {
-			k := classify(m.Value)
-			if old, seen := d.disc.kinds[m.Label]; !seen || old != k {
+			sh := shapeOf(m.Value)
+			if old, seen := d.disc.shapes[m.Label]; !seen || old != sh {
 				if !seen {
 					d.disc.labels = append(d.disc.labels, m.Label)
 				}
-				d.disc.kinds[m.Label] = k
+				d.disc.shapes[m.Label] = sh
 				b.publishDiscovery(d, false)
 			}
 		}
@@ -133,6 +133,11 @@ func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
 	if d, ok := devs[id]; ok {
 		return d
 	}
+	if id == bridgeDevice {
+		// PREFIX/bridge/state is the bridge's own; config validation
+		// refuses the id, so only a device added some other way gets here.
+		return nil
+	}
 	info, ok := b.hub.Device(id)
 	if !ok {
 		return nil
@@ -140,7 +145,7 @@ func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
 	d := &localDev{
 		remote:  info.Remote,
 		lastSeq: map[string]uint64{},
-		disc:    discoveryDevice{id: id, name: info.Name, transport: info.Transport, commands: info.Commands, kinds: map[string]valueKind{}},
+		disc:    discoveryDevice{id: id, name: info.Name, transport: info.Transport, commands: info.Commands, shapes: map[string]valueShape{}},
 		haPub:   map[string][]byte{},
 	}
 	devs[id] = d
@@ -180,10 +185,10 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 			if !ok {
 				continue
 			}
-			if _, seen := d.disc.kinds[l]; !seen {
+			if _, seen := d.disc.shapes[l]; !seen {
 				d.disc.labels = append(d.disc.labels, l)
 			}
-			d.disc.kinds[l] = classify(lv.Value)
+			d.disc.shapes[l] = shapeOf(lv.Value)
 			if all && b.cfg.Retain && !reservedLabel(l) && lv.Seq >= d.lastSeq[l] {
 				// Restore the retained last value (a broker without
 				// persistence lost it). Queued as state: it replaces an
