@@ -30,6 +30,10 @@ const (
 	// RecentLogLines is how many console lines per device a console that
 	// opens late is shown first.
 	RecentLogLines = 50
+	// MaxReadingsPerFrame bounds the readings of one board frame (as
+	// adapters/wire does); a subscriber's channel holds its queue length plus
+	// one such frame.
+	MaxReadingsPerFrame = 1024
 	// MaxLabelLen bounds a label's length in bytes.
 	MaxLabelLen = 128
 	// DefaultQueueLen is a subscriber's queue: about 256 messages (contract).
@@ -176,6 +180,9 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 		if d.info.Remote != info.Remote {
 			return fmt.Errorf("add device %q: a %s device with that id exists", info.ID, map[bool]string{true: "remote", false: "local"}[d.info.Remote])
 		}
+		if sameInfo(d.info, info) {
+			return nil // a remote gateway re-announcing: nothing changed, nothing to tell
+		}
 	} else {
 		d = &device{labels: map[string]*labelState{}, tokens: commandBurst, reason: "not connected yet"}
 		h.devices[info.ID] = d
@@ -186,10 +193,26 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 	for _, c := range info.Commands {
 		d.allowed[c] = true
 	}
+	h.devicesChangedLocked()
+	return nil
+}
+
+// devicesChangedLocked tells subscribers about a change to the set of
+// devices (or their names and commands) with a fresh snapshot, and makes
+// any later resume from before the change get a snapshot too: a replay of
+// events alone would leave a browser with the old device list.
+func (h *Hub) devicesChangedLocked() {
+	if h.seq > 0 || len(h.subs) > 0 {
+		h.ringFloor = max(h.ringFloor, h.seq+1)
+	}
 	if len(h.subs) > 0 {
 		h.broadcastLocked(h.snapshotLocked())
 	}
-	return nil
+}
+
+func sameInfo(a, b DeviceInfo) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.Gateway == b.Gateway && a.Transport == b.Transport &&
+		a.Remote == b.Remote && slices.Equal(a.Commands, b.Commands)
 }
 
 // RemoveDevice forgets a device (a remote device whose gateway withdrew it).
@@ -210,9 +233,7 @@ func (h *Hub) RemoveDevice(id string) {
 			break
 		}
 	}
-	if len(h.subs) > 0 {
-		h.broadcastLocked(h.snapshotLocked())
-	}
+	h.devicesChangedLocked()
 }
 
 // Device returns a device's description.
@@ -350,6 +371,8 @@ func (h *Hub) publish(l *Link, rs []Reading) {
 	}
 	now := h.now()
 	d.lastSeen = now
+	// One frame's readings reach each subscriber together (see broadcastLocked).
+	msgs := make([]*Message, 0, len(rs))
 	for _, r := range rs {
 		if err := checkReading(r); err != nil {
 			h.counters.DroppedReadings.Add(1)
@@ -389,8 +412,9 @@ func (h *Hub) publish(l *Link, rs []Reading) {
 			Seq    uint64          `json:"seq"`
 		}{"event", l.id, r.Label, value, FormatTime(now), h.seq})
 		h.remember(m)
-		h.broadcastLocked(m)
+		msgs = append(msgs, m)
 	}
+	h.broadcastLocked(msgs...)
 }
 
 func (h *Hub) logLine(l *Link, line string) {
@@ -467,16 +491,32 @@ func (h *Hub) remember(m *Message) {
 	h.ring = h.ring[:n]
 }
 
-func (h *Hub) broadcastLocked(m *Message) {
+// broadcastLocked hands msgs (one board frame's readings, or a single
+// message) to every subscriber that wants them, never blocking. A subscriber
+// that already has its queue length waiting has fallen behind and
+// is dropped with ErrSlowConsumer; otherwise the whole batch fits, because
+// the channel has room for a full frame beyond the queue length. So one board
+// frame with many readings never costs a browser that keeps up its stream.
+func (h *Hub) broadcastLocked(msgs ...*Message) {
 	for s := range h.subs {
-		if !s.wants(m) {
-			continue
-		}
-		select {
-		case s.ch <- m:
-		default:
+		if len(s.ch) >= s.limit {
 			h.counters.SlowConsumers.Add(1)
 			h.dropLocked(s, ErrSlowConsumer)
+			continue
+		}
+		for _, m := range msgs {
+			if !s.wants(m) {
+				continue
+			}
+			select {
+			case s.ch <- m:
+			default:
+				h.counters.SlowConsumers.Add(1)
+				h.dropLocked(s, ErrSlowConsumer)
+			}
+			if _, live := h.subs[s]; !live {
+				break
+			}
 		}
 	}
 }
@@ -522,7 +562,7 @@ func (h *Hub) Subscribe(since int64, queueLen int) (s *Subscription, first []*Me
 	if h.closed {
 		return nil, nil, ErrShutdown
 	}
-	s = &Subscription{hub: h, ch: make(chan *Message, queueLen), done: make(chan struct{})}
+	s = &Subscription{hub: h, limit: queueLen, ch: make(chan *Message, queueLen+MaxReadingsPerFrame), done: make(chan struct{})}
 	s.C = s.ch
 	if since >= 0 && uint64(since) >= h.ringFloor && uint64(since) <= h.seq {
 		for _, m := range h.ring {
@@ -540,11 +580,12 @@ func (h *Hub) Subscribe(since int64, queueLen int) (s *Subscription, first []*Me
 // Subscription is one subscriber's bounded queue. Read C until Done is
 // closed; then Err says why it ended.
 type Subscription struct {
-	C    <-chan *Message
-	hub  *Hub
-	ch   chan *Message
-	done chan struct{}
-	err  error // set before done is closed
+	C     <-chan *Message
+	hub   *Hub
+	limit int // messages waiting beyond this: the subscriber has fallen behind
+	ch    chan *Message
+	done  chan struct{}
+	err   error // set before done is closed
 
 	filter atomic.Pointer[Filter]
 }

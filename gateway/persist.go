@@ -63,8 +63,10 @@ func (h *Hub) RestoreState(s SavedState, seqFloor uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if seqFloor > h.seq {
+		// Nothing from before the restart can be replayed (and the device
+		// list may have changed): resuming from there gets a snapshot.
 		h.seq = seqFloor
-		h.ringFloor = seqFloor
+		h.ringFloor = seqFloor + 1
 	}
 	for id, labels := range s.Devices {
 		d, ok := h.devices[id]

@@ -25,7 +25,7 @@ var ErrNotJSON = errors.New("not a JSON object or array")
 var ErrMalformed = errors.New("malformed frame")
 
 // MaxItems bounds how many readings one frame may carry.
-const MaxItems = 1024
+const MaxItems = gateway.MaxReadingsPerFrame
 
 // Parse decodes one frame into readings, in the order they appear. It never
 // panics and never returns readings with invalid JSON values. A frame that
