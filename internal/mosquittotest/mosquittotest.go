@@ -4,6 +4,9 @@
 // test owns the process: Stop, Kill and Restart act on it by pid, and the
 // test's Cleanup kills it and reaps the goroutine that reads its output.
 //
+// Proxy puts a TCP proxy in front of a broker that a test can freeze, to
+// play a broker (or network) that stops answering.
+//
 // When the mosquitto binary is absent the test is skipped, unless the CI
 // environment variable is set: then it fails, because CI must run every test.
 package mosquittotest
@@ -26,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -344,4 +348,158 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Proxy is a TCP proxy between clients and a broker. The test owns it: its
+// Cleanup closes the listener and every connection and waits for the
+// goroutines that copy bytes.
+type Proxy struct {
+	ln       net.Listener
+	target   string
+	scheme   string
+	frozen   atomic.Bool
+	refuse   atomic.Bool
+	mu       sync.Mutex
+	closed   bool
+	conns    []net.Conn
+	wg       sync.WaitGroup
+	accepted atomic.Int64
+}
+
+// StartProxy listens on a free loopback port and forwards each connection
+// to b.
+func StartProxy(t testing.TB, b *Broker) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("mosquittotest: proxy listen: %v", err)
+	}
+	scheme := "tcp"
+	if b.opts.TLS {
+		scheme = "ssl"
+	}
+	p := &Proxy{ln: ln, target: b.Addr(), scheme: scheme}
+	p.wg.Go(p.accept)
+	t.Cleanup(p.close)
+	return p
+}
+
+// URL is the proxy's broker URL.
+func (p *Proxy) URL() string { return p.scheme + "://" + p.ln.Addr().String() }
+
+// Accepted is how many client connections the proxy has taken.
+func (p *Proxy) Accepted() int { return int(p.accepted.Load()) }
+
+// FreezeDownstream stops passing bytes from the broker to clients (they
+// are discarded): the broker's acknowledgements and pings never arrive,
+// while what clients send still reaches it. When a client closes its
+// connection, the proxy closes the broker side without sending anything
+// more, as a dead network would.
+func (p *Proxy) FreezeDownstream() { p.frozen.Store(true) }
+
+// RefuseSubscriptions, while on, rewrites every return code of the
+// broker's SUBACKs to 0x80 (refused), as a broker's ACL would (Mosquitto's
+// default ACL never refuses a subscription). Plain tcp:// only.
+func (p *Proxy) RefuseSubscriptions(on bool) { p.refuse.Store(on) }
+
+func (p *Proxy) accept() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.accepted.Add(1)
+		up, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.Close()
+			up.Close()
+			return
+		}
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Go(func() { p.pipe(up, c, false) })
+		p.wg.Go(func() { p.pipe(c, up, true) })
+	}
+}
+
+// pipe copies from src to dst until either fails, then closes both.
+func (p *Proxy) pipe(dst, src net.Conn, downstream bool) {
+	defer dst.Close()
+	defer src.Close()
+	if downstream && p.scheme == "tcp" {
+		p.packets(dst, src)
+		return
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !(downstream && p.frozen.Load()) {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// packets copies MQTT packets from the broker to a client, one at a time,
+// so that SUBACKs can be rewritten.
+func (p *Proxy) packets(dst, src net.Conn) {
+	r := bufio.NewReader(src)
+	for {
+		// Fixed header: type and flags, then the remaining length as a
+		// variable-length integer of up to 4 bytes.
+		head := []byte{0}
+		var err error
+		if head[0], err = r.ReadByte(); err != nil {
+			return
+		}
+		n, shift := 0, 0
+		for i := 0; ; i++ {
+			c, err := r.ReadByte()
+			if err != nil || i == 4 {
+				return
+			}
+			head = append(head, c)
+			n |= int(c&0x7f) << shift
+			shift += 7
+			if c&0x80 == 0 {
+				break
+			}
+		}
+		body := make([]byte, n)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return
+		}
+		if head[0]>>4 == 9 && p.refuse.Load() { // SUBACK: packet id, then one code per filter
+			for i := 2; i < len(body); i++ {
+				body[i] = 0x80
+			}
+		}
+		if p.frozen.Load() {
+			continue
+		}
+		if _, err := dst.Write(append(head, body...)); err != nil {
+			return
+		}
+	}
+}
+
+func (p *Proxy) close() {
+	p.ln.Close()
+	p.mu.Lock()
+	p.closed = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
 }
