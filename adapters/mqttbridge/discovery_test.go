@@ -243,6 +243,8 @@ func TestParseTopic(t *testing.T) {
 		{"home/gw/demo/status", tkStatus, "demo", ""},
 		{"home/gw/demo/temp", tkValue, "demo", "temp"},
 		{"home/gw/bridge/state", tkOther, "", ""},
+		{"home/gw/bridge/meta", tkOther, "", ""}, // never a remote device named bridge
+		{"home/gw/bridge/set/x", tkOther, "", ""},
 		{"other/demo/temp", tkOther, "", ""},
 		{"home/gw/demo/set", tkOther, "", ""},
 	} {

@@ -79,6 +79,11 @@ func startGateway(t *testing.T, brokerURL string, o gwOptions) *testGateway {
 		}
 	})
 	t.Cleanup(g.stop)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("gateway %s log:\n%s", o.id, logs.String())
+		}
+	})
 	return g
 }
 

@@ -4,99 +4,96 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
-// inMsg is one message from the broker, or (linksDown) the connection
-// loop's note that remote devices are unreachable now.
+// inMsg is one state message from the broker (a meta, status or value of
+// another gateway's device, or Home Assistant's birth message), or
+// (linksDown) the connection loop's note that remote devices are
+// unreachable now.
 type inMsg struct {
 	topic     string
 	payload   []byte
-	retained  bool
 	linksDown string // non-empty: detach every remote device with this reason
 }
 
-// command is one MQTT command for a local device.
-type command struct {
+// setMsg is one command from a set topic, with its arrival time: a command
+// that waited longer than the command budget is answered, never run.
+type setMsg struct {
 	dev, label string
-	value      json.RawMessage
+	payload    []byte
+	at         time.Time
 }
+
+// Errors of the bridge's own command queueing. They unwrap to the core's
+// sentinels so HTTP and other gateways map them as usual.
+var (
+	errBusy          = &busyError{"gateway busy", gateway.ErrRateLimited}
+	errWaitedTooLong = &busyError{"gateway busy: the command waited too long", gateway.ErrTimeout}
+)
+
+type busyError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *busyError) Error() string { return e.msg }
+func (e *busyError) Unwrap() error { return e.sentinel }
 
 // onMessage is paho's handler for every incoming message. It never blocks:
-// a result wakes its waiter, anything else goes to the bounded inbound
-// queue (dropped and counted when full).
+// a result wakes its waiter; a set message goes to the bounded command
+// queue (answered "gateway busy" when full); a state message goes to the
+// coalescing state queue. Oversized and invalid messages, and the echo of
+// our own devices' topics, are dropped before queueing.
 func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
-	topic := m.Topic()
-	if kind, dev, label := b.parseTopic(topic); kind == tkResult {
-		b.waiters.deliver(b.resultTopic(dev, label), m.Payload())
+	topic, payload := m.Topic(), m.Payload()
+	if len(payload) > maxInboundPayload {
+		b.m.inboundRejected.Add(1)
+		b.log.Debug("mqtt: dropped oversized message", "topic", topic, "bytes", len(payload))
 		return
 	}
-	select {
-	case b.inbound <- inMsg{topic: topic, payload: m.Payload(), retained: m.Retained()}:
-	default:
-		b.m.inboundDropped.Add(1)
-	}
-}
-
-// dispatch handles inbound messages until ctx ends: commands go to their
-// device's worker, other gateways' devices are imported into the hub, and
-// Home Assistant's birth message triggers a discovery re-send. It owns the
-// remote devices' links.
-func (b *Bridge) dispatch(ctx context.Context, workers []chan command) {
-	remotes := map[string]*remoteDev{}
-	defer func() {
-		for _, r := range remotes {
-			if r.link != nil {
-				r.link.Detach("gateway shutting down")
-			}
+	if b.cfg.HomeAssistant.Enabled && topic == b.haPrefix+"/status" {
+		if !b.states.push(inMsg{topic: topic, payload: payload}) {
+			b.m.inboundDropped.Add(1)
 		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
+		return
+	}
+	kind, dev, label := b.parseTopic(topic)
+	switch kind {
+	case tkResult:
+		b.waiters.deliver(b.resultTopic(dev, label), payload)
+	case tkSet:
+		b.takeSet(dev, label, m)
+	case tkMeta, tkStatus, tkValue:
+		if !b.cfg.Cluster {
 			return
-		case in := <-b.inbound:
-			if in.linksDown != "" {
-				for _, r := range remotes {
-					if r.link != nil {
-						r.link.Detach(in.linksDown)
-						r.link = nil
-					}
-				}
-				continue
-			}
-			if b.cfg.HomeAssistant.Enabled && in.topic == b.haPrefix+"/status" {
-				if strings.TrimSpace(string(in.payload)) == payloadOnline {
-					select {
-					case b.haOnline <- struct{}{}:
-					default:
-					}
-				}
-				continue
-			}
-			kind, dev, label := b.parseTopic(in.topic)
-			switch kind {
-			case tkSet:
-				b.route(dev, label, in, workers)
-			case tkMeta, tkStatus, tkValue:
-				if b.cfg.Cluster {
-					b.importRemote(remotes, kind, dev, label, in.payload)
-				}
-			}
+		}
+		if info, ok := b.hub.Device(dev); ok && !info.Remote {
+			return // ours: the echo of what we published
+		}
+		if !gateway.ValidID(dev) || (kind == tkValue && !validLabel(label)) {
+			b.m.inboundRejected.Add(1)
+			b.log.Debug("mqtt: ignored message with an invalid device id or label", "topic", topic)
+			return
+		}
+		if !b.states.push(inMsg{topic: topic, payload: payload}) {
+			b.m.inboundDropped.Add(1)
 		}
 	}
 }
 
-// route checks a set message and queues it for its device's worker.
-func (b *Bridge) route(dev, label string, in inMsg, workers []chan command) {
-	if in.retained {
+// takeSet checks a set message and queues it for the command dispatcher;
+// when that queue is full the command is answered "gateway busy" at once.
+func (b *Bridge) takeSet(dev, label string, m mqtt.Message) {
+	if m.Retained() {
 		// A retained command would fire on every restart ("ghost
 		// switching"); the contract says ignore it.
 		b.m.retainedIgnored.Add(1)
@@ -110,35 +107,194 @@ func (b *Bridge) route(dev, label string, in inMsg, workers []chan command) {
 	if !known && b.cfg.Cluster {
 		return // maybe another gateway's device we have not imported yet
 	}
-	if len(in.payload) > maxSetPayload {
-		b.answer(dev, label, fmt.Errorf("%w: command over %d bytes", gateway.ErrBadCommand, maxSetPayload))
-		return
-	}
-	c := command{dev: dev, label: label, value: commandValue(in.payload)}
-	h := fnv.New32a()
-	h.Write([]byte(dev))
 	select {
-	case workers[h.Sum32()%uint32(len(workers))] <- c:
+	case b.sets <- setMsg{dev: dev, label: label, payload: m.Payload(), at: time.Now()}:
 	default:
-		b.answer(dev, label, fmt.Errorf("device %s: %w (MQTT command queue full)", dev, gateway.ErrRateLimited))
+		b.m.inboundDropped.Add(1)
+		b.answer(dev, label, errBusy)
 	}
 }
 
-// commandWorker runs commands one at a time until ctx ends, answering each
-// on its result topic.
-func (b *Bridge) commandWorker(ctx context.Context, in <-chan command) {
+// validLabel reports whether a label from a topic may become a reading:
+// what the hub accepts from boards, minus the reserved topic names.
+func validLabel(l string) bool {
+	if l == "" || len(l) > gateway.MaxLabelLen || !utf8.ValidString(l) || reservedLabel(l) {
+		return false
+	}
+	for _, c := range l {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatch handles state messages until ctx ends: other gateways' devices
+// are imported into the hub, and Home Assistant's birth message triggers a
+// discovery re-send. It owns the remote devices' links, and evicts remote
+// entries whose meta never came.
+func (b *Bridge) dispatch(ctx context.Context) {
+	remotes := map[string]*remoteDev{}
+	defer func() {
+		for _, r := range remotes {
+			if r.link != nil {
+				r.link.Detach("gateway shutting down")
+			}
+		}
+		b.m.remotePending.Store(0)
+	}()
+	sweep := time.NewTicker(max(b.remoteMetaWait/4, 10*time.Millisecond))
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case c := <-in:
-			err := b.hub.Command(ctx, c.dev, gateway.Command{Label: c.label, Value: c.value})
-			if err != nil {
-				b.log.Debug("mqtt command failed", "device", c.dev, "label", c.label, "err", err)
+		case <-sweep.C:
+			b.evictPending(remotes)
+		case <-b.states.notify:
+			for {
+				in, ok := b.states.pop()
+				if !ok {
+					break
+				}
+				b.handleState(remotes, in)
 			}
-			b.answer(c.dev, c.label, err)
 		}
 	}
+}
+
+// handleState applies one state message.
+func (b *Bridge) handleState(remotes map[string]*remoteDev, in inMsg) {
+	if in.linksDown != "" {
+		for _, r := range remotes {
+			if r.link != nil {
+				r.link.Detach(in.linksDown)
+				r.link = nil
+			}
+		}
+		return
+	}
+	if b.cfg.HomeAssistant.Enabled && in.topic == b.haPrefix+"/status" {
+		if strings.TrimSpace(string(in.payload)) == payloadOnline {
+			select {
+			case b.haOnline <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	kind, dev, label := b.parseTopic(in.topic)
+	switch kind {
+	case tkMeta, tkStatus, tkValue:
+		b.importRemote(remotes, kind, dev, label, in.payload)
+		b.countPending(remotes)
+	}
+}
+
+// evictPending forgets remote entries that have waited longer than
+// remoteMetaWait for their meta (statuses and values for a device no
+// gateway announces: stale retained junk, or hostile input).
+func (b *Bridge) evictPending(remotes map[string]*remoteDev) {
+	now := time.Now()
+	for id, r := range remotes {
+		if !r.added && now.Sub(r.created) > b.remoteMetaWait {
+			b.pendingBytes -= r.pendingBytes
+			delete(remotes, id)
+			b.log.Debug("mqtt: forgot a device whose meta never came", "device", id)
+		}
+	}
+	b.countPending(remotes)
+}
+
+func (b *Bridge) countPending(remotes map[string]*remoteDev) {
+	n := 0
+	for _, r := range remotes {
+		if !r.added {
+			n++
+		}
+	}
+	b.m.remotePending.Store(int64(n))
+}
+
+// commands runs the set messages until ctx ends. Each device has its own
+// worker while it has commands waiting, so its commands keep their order
+// and a slow board delays only its own; a command older than cmdBudget is
+// answered "gateway busy: the command waited too long" without running.
+// It waits for the workers it started before it returns.
+func (b *Bridge) commands(ctx context.Context) {
+	var (
+		mu      sync.Mutex
+		queues  = map[string]chan setMsg{} // devices with a running worker
+		workers sync.WaitGroup
+	)
+	defer workers.Wait()
+	worker := func(dev string, q chan setMsg) {
+		for {
+			mu.Lock()
+			select {
+			case c := <-q:
+				mu.Unlock()
+				b.runCommand(ctx, c)
+			default:
+				delete(queues, dev)
+				mu.Unlock()
+				return
+			}
+		}
+	}
+	for {
+		var c setMsg
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-b.sets:
+		}
+		if len(c.payload) > maxSetPayload {
+			b.answer(c.dev, c.label, fmt.Errorf("%w: command over %d bytes", gateway.ErrBadCommand, maxSetPayload))
+			continue
+		}
+		if _, known := b.hub.Device(c.dev); !known {
+			b.answer(c.dev, c.label, fmt.Errorf("device %s: %w", c.dev, gateway.ErrUnknownDevice))
+			continue
+		}
+		// Known local devices only: the workers are bounded by the config.
+		mu.Lock()
+		q, running := queues[c.dev]
+		if !running {
+			q = make(chan setMsg, commandQueueLen)
+			queues[c.dev] = q
+		}
+		select {
+		case q <- c:
+		default:
+			b.answer(c.dev, c.label, fmt.Errorf("device %s: %w (MQTT command queue full)", c.dev, errBusy))
+		}
+		mu.Unlock()
+		if !running {
+			workers.Go(func() { worker(c.dev, q) })
+		}
+	}
+}
+
+// runCommand runs one MQTT command within what is left of its budget and
+// answers it on its result topic.
+func (b *Bridge) runCommand(ctx context.Context, c setMsg) {
+	if ctx.Err() != nil {
+		return
+	}
+	deadline := c.at.Add(b.cmdBudget)
+	if time.Until(deadline) < minCommandTime {
+		b.log.Debug("mqtt command waited too long", "device", c.dev, "label", c.label)
+		b.answer(c.dev, c.label, errWaitedTooLong)
+		return
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	err := b.hub.Command(cctx, c.dev, gateway.Command{Label: c.label, Value: commandValue(c.payload)})
+	if err != nil {
+		b.log.Debug("mqtt command failed", "device", c.dev, "label", c.label, "err", err)
+	}
+	b.answer(c.dev, c.label, err)
 }
 
 // answer publishes a command's result (never retained).
@@ -208,12 +364,14 @@ func (w *waiters) deliver(topic string, payload []byte) {
 
 // remoteDev is a device another gateway publishes, as dispatch sees it.
 type remoteDev struct {
-	gateway string
-	added   bool // meta seen and the device is in the hub
-	online  bool
-	link    *gateway.Link
-	values  map[string]json.RawMessage // latest values not yet in the hub
-	order   []string
+	created      time.Time // evicted if no meta came within remoteMetaWait
+	pendingBytes int       // size of values
+	gateway      string
+	added        bool // meta seen and the device is in the hub
+	online       bool
+	link         *gateway.Link
+	values       map[string]json.RawMessage // latest values not yet in the hub
+	order        []string
 }
 
 // importRemote applies one meta, status or value message of another
@@ -229,7 +387,7 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 		if len(payload) == 0 || len(remotes) >= maxRemoteDevices {
 			return
 		}
-		r = &remoteDev{values: map[string]json.RawMessage{}}
+		r = &remoteDev{created: time.Now(), values: map[string]json.RawMessage{}}
 		remotes[dev] = r
 	}
 	switch kind {
@@ -243,6 +401,7 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 				b.hub.RemoveDevice(dev)
 				b.m.remoteDevices.Add(-1)
 			}
+			b.pendingBytes -= r.pendingBytes
 			delete(remotes, dev)
 			return
 		}
@@ -252,14 +411,18 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 			Transport string   `json:"transport"`
 			Commands  []string `json:"commands"`
 		}
-		if err := json.Unmarshal(payload, &meta); err != nil || meta.Gateway == "" {
-			b.log.Debug("mqtt: ignored bad meta", "device", dev, "err", err)
+		if err := json.Unmarshal(payload, &meta); err != nil || !gateway.ValidID(meta.Gateway) {
+			// The gateway name reaches /metrics labels and browsers: it
+			// must be an id like ours.
+			b.m.inboundRejected.Add(1)
+			b.log.Debug("mqtt: ignored bad meta", "device", dev, "gateway", meta.Gateway, "err", err)
 			return
 		}
 		if meta.Gateway == b.gw {
 			// Our own gateway published it once (a device since removed
 			// from our config): never re-import our own devices.
 			if !r.added {
+				b.pendingBytes -= r.pendingBytes
 				delete(remotes, dev)
 			}
 			return
@@ -267,6 +430,7 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 		err := b.hub.AddDevice(gateway.DeviceInfo{ID: dev, Name: meta.Name, Gateway: meta.Gateway, Transport: meta.Transport, Commands: meta.Commands, Remote: true})
 		if err != nil {
 			b.log.Warn("mqtt: cannot import device from another gateway", "device", dev, "gateway", meta.Gateway, "err", err)
+			b.pendingBytes -= r.pendingBytes
 			delete(remotes, dev)
 			return
 		}
@@ -293,13 +457,20 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 			r.link.Publish(gateway.Reading{Label: label, Value: v})
 			return
 		}
-		if _, ok := r.values[label]; !ok {
+		old, had := r.values[label]
+		if b.pendingBytes-len(old)+len(v) > maxPendingBytes {
+			b.m.inboundDropped.Add(1)
+			return
+		}
+		if !had {
 			if len(r.order) >= gateway.MaxLabelsPerDevice {
 				return
 			}
 			r.order = append(r.order, label)
 		}
 		r.values[label] = v
+		r.pendingBytes += len(v) - len(old)
+		b.pendingBytes += len(v) - len(old)
 	}
 	if r.added && r.online && r.link == nil {
 		link, err := b.hub.Attach(dev, b.remoteSend(dev, r.gateway))
@@ -313,19 +484,18 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 		}
 		clear(r.values)
 		r.order = r.order[:0]
+		b.pendingBytes -= r.pendingBytes
+		r.pendingBytes = 0
 	}
 }
 
-// remoteLinksDown tells dispatch that other gateways are unreachable; it
-// waits for room in the queue so the note is ordered before anything the
-// next connection brings.
-func (b *Bridge) remoteLinksDown(ctx context.Context, reason string) {
-	if !b.cfg.Cluster {
-		return
-	}
-	select {
-	case b.inbound <- inMsg{linksDown: reason}:
-	case <-ctx.Done():
+// remoteLinksDown tells dispatch that other gateways are unreachable. The
+// note goes into the state queue behind everything already there and ahead
+// of anything the next connection brings (the queue stops coalescing
+// across it).
+func (b *Bridge) remoteLinksDown(reason string) {
+	if b.cfg.Cluster {
+		b.states.pushLinksDown(reason)
 	}
 }
 
@@ -339,7 +509,11 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 		rt := b.resultTopic(dev, c.Label)
 		w := b.waiters.add(rt)
 		defer b.waiters.remove(w)
-		b.out.push(&outMsg{topic: b.setTopic(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 1}, true)
+		// QoS 0, and never sent once nobody waits: a command must not reach
+		// the board after its answer (paho would resend a QoS 1 publish
+		// after a reconnect, tens of seconds later: a ghost toggle).
+		b.out.push(&outMsg{topic: b.setTopic(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 0,
+			expires: time.Now().Add(b.resultTimeout)}, true)
 		t := time.NewTimer(b.resultTimeout)
 		defer t.Stop()
 		select {
@@ -368,6 +542,14 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 // browsers and HTTP clients see the same status as for a local device.
 func remoteError(gw, text string) error {
 	e := &remoteErr{msg: "gateway " + gw + ": " + text}
+	switch {
+	case strings.HasPrefix(text, errWaitedTooLong.msg):
+		e.sentinel = errWaitedTooLong.sentinel
+		return e
+	case strings.HasPrefix(text, errBusy.msg):
+		e.sentinel = errBusy.sentinel
+		return e
+	}
 	for _, s := range []error{gateway.ErrOffline, gateway.ErrNotAllowed, gateway.ErrUnknownDevice, gateway.ErrRateLimited, gateway.ErrTimeout, gateway.ErrBadCommand} {
 		if strings.Contains(text, s.Error()) {
 			e.sentinel = s

@@ -26,9 +26,11 @@ func (b *Bridge) WriteMetrics(w io.Writer) {
 	metric("esp32gw_mqtt_backlog_messages", "gauge", "Messages waiting for the broker.", msgs)
 	metric("esp32gw_mqtt_backlog_bytes", "gauge", "Bytes (topics and payloads) waiting for the broker.", bytes)
 	metric("esp32gw_mqtt_backlog_dropped_total", "counter", "Messages dropped, oldest first, because the backlog was full while the broker was away.", b.out.dropped.Load())
-	metric("esp32gw_mqtt_inbound_dropped_total", "counter", "Messages from the broker dropped because the inbound queue was full.", b.m.inboundDropped.Load())
+	metric("esp32gw_mqtt_inbound_dropped_total", "counter", "Messages from the broker dropped because a queue was full (commands among them answered \"gateway busy\").", b.m.inboundDropped.Load())
+	metric("esp32gw_mqtt_inbound_rejected_total", "counter", "Messages from the broker rejected: over 64 KiB, or naming an invalid device id, label or gateway.", b.m.inboundRejected.Load())
 	metric("esp32gw_mqtt_retained_commands_ignored_total", "counter", "Retained messages on set topics, ignored.", b.m.retainedIgnored.Load())
 	fmt.Fprintf(w, "# HELP esp32gw_mqtt_commands_total MQTT commands answered on their result topic.\n# TYPE esp32gw_mqtt_commands_total counter\n")
 	fmt.Fprintf(w, "esp32gw_mqtt_commands_total{result=\"ok\"} %d\nesp32gw_mqtt_commands_total{result=\"error\"} %d\n", b.m.commandsOK.Load(), b.m.commandsErr.Load())
 	metric("esp32gw_mqtt_remote_devices", "gauge", "Devices imported from other gateways (cluster mode).", b.m.remoteDevices.Load())
+	metric("esp32gw_mqtt_remote_pending", "gauge", "Devices seen on the broker whose meta has not arrived (forgotten after a minute).", b.m.remotePending.Load())
 }

@@ -9,8 +9,8 @@
 // topics.
 //
 // Run owns every goroutine the bridge starts (the connection loop, the pump
-// from the hub, the publisher, the inbound dispatcher and the command
-// workers) and returns only after all of them have exited. paho's own
+// from the hub, the publisher, the state dispatcher, the command
+// dispatcher and its per-device workers) and returns only after all of them have exited. paho's own
 // handlers never block: they hand messages to bounded channels.
 package mqttbridge
 
@@ -18,9 +18,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,14 +67,34 @@ const (
 	// hubQueueLen is the bridge's subscriber queue in the hub; the pump
 	// only moves messages into the outbox, so it keeps up easily.
 	hubQueueLen = 4096
-	// inboundQueueLen bounds messages from the broker awaiting dispatch;
-	// beyond it they are dropped and counted.
-	inboundQueueLen = 1024
-	// commandWorkers run MQTT commands (each may wait up to the hub's
-	// CommandTimeout); a device always uses the same worker, so its
-	// commands keep their order. commandQueueLen bounds each worker's queue.
-	commandWorkers  = 4
+	// stateQueueTopics bounds the distinct topics of state messages from
+	// the broker awaiting dispatch; a newer message on a queued topic
+	// replaces the older one, so only a flood of new topics drops (counted).
+	stateQueueTopics = 4096
+	// setQueueLen bounds commands from set topics awaiting the dispatcher;
+	// beyond it a command is answered "gateway busy" at once.
+	setQueueLen = 256
+	// commandQueueLen bounds each device's commands waiting for its worker;
+	// beyond it a command is answered "gateway busy".
 	commandQueueLen = 32
+	// commandBudget is how long an MQTT command may take from its arrival
+	// to its answer: one that waited longer is not run ("gateway busy: the
+	// command waited too long"), one running is cut off then. It keeps the
+	// contract's "command answer within 2 s".
+	commandBudget = gateway.CommandTimeout
+	// minCommandTime is the least of its budget a command must have left
+	// to be sent to the board at all; with less it is answered busy.
+	minCommandTime = 100 * time.Millisecond
+
+	// maxInboundPayload bounds any message from the broker (the board frame
+	// limit); larger ones are dropped and counted.
+	maxInboundPayload = 64 << 10
+	// remoteMetaWait is how long a remote device's status and values wait
+	// for its meta before the entry is forgotten.
+	remoteMetaWait = time.Minute
+	// maxPendingBytes bounds the values of remote devices held while they
+	// wait for their meta or their status, all devices together.
+	maxPendingBytes = 8 << 20
 
 	// remoteResultTimeout bounds waiting for another gateway's result; it
 	// is below gateway.CommandTimeout so the browser gets our clear error.
@@ -79,9 +103,20 @@ const (
 	maxRemoteDevices = 1024
 
 	// shutdownFlush bounds waiting for the offline states to be acknowledged
-	// on shutdown; disconnectQuiesce is paho's grace for DISCONNECT.
-	shutdownFlush     = 1500 * time.Millisecond
+	// on shutdown; disconnectQuiesce is paho's grace for DISCONNECT. When
+	// the broker does not acknowledge in time the bridge closes the
+	// connection without DISCONNECT, so the broker publishes the Last Will
+	// (a DISCONNECT would make it discard it). Worst case: shutdownFlush,
+	// plus writeTimeout for a publish paho is stuck writing, well within
+	// main's 4 s.
+	shutdownFlush     = time.Second
 	disconnectQuiesce = 250
+	// shutdownConnectWait bounds waiting, on shutdown, for a connect attempt
+	// in progress: closing its socket ends a tcp:// or ssl:// attempt at
+	// once; a ws:// dial (paho's, not abortable) may take up to this.
+	shutdownConnectWait = 3 * time.Second
+	// lostWait bounds waiting for paho to report a connection we closed.
+	lostWait = 2 * time.Second
 )
 
 // Bridge is the MQTT side of the gateway. Create it with New and start it
@@ -99,17 +134,25 @@ type Bridge struct {
 	// Knobs tests may lower before Run.
 	backoffMin, backoffMax time.Duration
 	resultTimeout          time.Duration
+	cmdBudget              time.Duration
+	window                 int // in-flight publishes, inflightWindow
+	remoteMetaWait         time.Duration
 	tlsConfig              *tls.Config // nil: system roots for ssl://
 
-	out     *outbox
-	gate    gate
-	waiters waiters
+	out       *outbox
+	gate      gate
+	waiters   waiters
+	conns     conns  // paho's network connection, to abort or drop it
+	brokerURL string // cfg.Broker with any password redacted, for logs
 
-	inbound  chan inMsg
+	states   stateQueue    // metas, statuses, values from the broker; coalescing
+	sets     chan setMsg   // commands from set topics
 	resync   chan struct{} // capacity 1: (re)connected, re-publish everything
 	haOnline chan struct{} // capacity 1: Home Assistant restarted
 
 	m metrics
+
+	pendingBytes int // dispatch's: sum of remoteDev.pendingBytes
 }
 
 // metrics are the bridge's counters for /metrics.
@@ -120,10 +163,12 @@ type metrics struct {
 	published       atomic.Uint64
 	publishErrors   atomic.Uint64
 	inboundDropped  atomic.Uint64
+	inboundRejected atomic.Uint64
 	commandsOK      atomic.Uint64
 	commandsErr     atomic.Uint64
 	retainedIgnored atomic.Uint64
 	remoteDevices   atomic.Int64
+	remotePending   atomic.Int64
 	lastReconnect   atomic.Int64 // ns from connection loss to the next connect
 }
 
@@ -157,14 +202,32 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		cfg: cfg, hub: hub, log: log.With("component", "mqtt"), gw: gw,
 		prefix: prefix, haPrefix: haPrefix, clientID: clientID, qos: qos,
 		backoffMin: backoffMin, backoffMax: backoffMax, resultTimeout: remoteResultTimeout,
+		cmdBudget: commandBudget, window: inflightWindow, remoteMetaWait: remoteMetaWait,
 		out:      newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
-		inbound:  make(chan inMsg, inboundQueueLen),
+		sets:     make(chan setMsg, setQueueLen),
 		resync:   make(chan struct{}, 1),
 		haOnline: make(chan struct{}, 1),
 		waiters:  waiters{m: map[string][]*waiter{}},
 	}
 	b.gate.init()
+	b.conns.init()
+	b.states.init(stateQueueTopics)
+	b.brokerURL = redactURL(cfg.Broker)
 	return b
+}
+
+// redactURL returns a broker URL safe to log: any password replaced by
+// "xxxxx" (url.URL.Redacted). An unparsable one loses everything before
+// its last '@', where credentials would be.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		if i := strings.LastIndex(s, "@"); i >= 0 {
+			return "xxxxx" + s[i:]
+		}
+		return s
+	}
+	return u.Redacted()
 }
 
 // Run keeps the bridge connected until ctx ends, then publishes offline
@@ -182,34 +245,222 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer stopWork()
 	var work, pub sync.WaitGroup
 	work.Go(func() { b.pump(workCtx) })
-	cmds := make([]chan command, commandWorkers)
-	for i := range cmds {
-		cmds[i] = make(chan command, commandQueueLen)
-		work.Go(func() { b.commandWorker(workCtx, cmds[i]) })
-	}
-	work.Go(func() { b.dispatch(workCtx, cmds) })
+	work.Go(func() { b.commands(workCtx) })
+	work.Go(func() { b.dispatch(workCtx) })
 	pub.Go(func() { b.publisher(pubCtx, client) })
 
 	b.connectLoop(ctx, client, lost)
 
 	// Shutdown: stop taking work, tell the broker we are going, disconnect.
+	// The publisher stops first, so nothing it still holds (a queued
+	// "online") can overtake the offline states, which go to paho directly,
+	// past the in-flight window.
 	stopWork()
 	work.Wait()
-	if b.gate.isUp() {
-		acked := b.pushOfflineStates()
-		select {
-		case <-acked:
-		case <-time.After(shutdownFlush):
-			b.log.Warn("mqtt: offline states not acknowledged before shutdown; the broker's Last Will covers the bridge state")
-		}
-	}
 	stopPub()
 	pub.Wait()
-	client.Disconnect(disconnectQuiesce)
+	clean := false
+	if b.gate.isUp() {
+		if clean = b.sendOfflineStates(client); !clean {
+			b.log.Warn("mqtt: offline states not acknowledged before shutdown; closing the connection without DISCONNECT so the broker publishes the Last Will")
+		}
+	}
+	if clean {
+		client.Disconnect(disconnectQuiesce)
+	} else {
+		b.dropConnection(client, lost)
+	}
 	b.gate.down()
 	b.m.connected.Store(false)
 	b.log.Info("mqtt disconnected")
 	return nil
+}
+
+// sendOfflineStates publishes every local device's offline status and then
+// the bridge's, straight to paho, and reports whether the broker
+// acknowledged all of them within shutdownFlush. On false the publishing
+// goroutine has been told to stop; it ends within writeTimeout.
+func (b *Bridge) sendOfflineStates(client mqtt.Client) bool {
+	_, devices := b.hub.Snapshot()
+	topics := make([]string, 0, len(devices)+1)
+	for _, d := range devices {
+		if !d.Remote && d.ID != bridgeDevice {
+			topics = append(topics, b.statusTopic(d.ID))
+		}
+	}
+	topics = append(topics, b.bridgeTopic())
+
+	giveUp := make(chan struct{})
+	result := make(chan bool, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		toks := make([]mqtt.Token, 0, len(topics))
+		for _, topic := range topics {
+			select {
+			case <-giveUp:
+				result <- false
+				return
+			default:
+			}
+			toks = append(toks, client.Publish(topic, 1, true, []byte(payloadOffline)))
+		}
+		for _, tok := range toks {
+			select {
+			case <-tok.Done():
+				if tok.Error() != nil {
+					result <- false
+					return
+				}
+			case <-giveUp:
+				result <- false
+				return
+			}
+		}
+		result <- true
+	})
+	t := time.NewTimer(shutdownFlush)
+	defer t.Stop()
+	ok := false
+	select {
+	case ok = <-result:
+	case <-t.C:
+	}
+	close(giveUp)
+	if !ok {
+		// Unblock a publish paho is stuck writing before waiting for it.
+		b.conns.drop()
+	}
+	wg.Wait()
+	return ok
+}
+
+// dropConnection ends paho's connection, if it has one, without
+// DISCONNECT (the broker then publishes the Last Will) and waits until
+// paho has noticed, so none of its goroutines outlive Run.
+func (b *Bridge) dropConnection(client mqtt.Client, lost <-chan error) {
+	if !client.IsConnectionOpen() {
+		return
+	}
+	b.conns.drop()
+	t := time.NewTimer(lostWait)
+	defer t.Stop()
+	select {
+	case <-lost:
+	case <-t.C:
+		b.log.Warn("mqtt: connection did not close in time", "timeout", lostWait)
+	}
+}
+
+// conns keeps a handle on the network connection paho uses (paho's
+// CustomOpenConnectionFn), so the bridge can abort a connect in progress
+// at shutdown and end a connection without sending DISCONNECT.
+type conns struct {
+	ctx     context.Context // ends at shutdown: aborts dials
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	raw     net.Conn     // the current TCP (or WebSocket) connection
+	dropped *atomic.Bool // set before raw is closed by drop
+}
+
+// errDropped is what paho reads from a connection the bridge dropped. paho
+// ignores "use of closed network connection" (it takes that for its own
+// close) and would not report the loss; this error it does.
+var errDropped = errors.New("connection closed by the gateway")
+
+// droppable is the connection paho uses: after drop, its errors say so.
+type droppable struct {
+	net.Conn
+	dropped *atomic.Bool
+}
+
+func (c droppable) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if err != nil && c.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
+}
+
+func (c droppable) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil && c.dropped.Load() {
+		err = errDropped
+	}
+	return n, err
+}
+
+func (c *conns) init() { c.ctx, c.cancel = context.WithCancel(context.Background()) }
+
+// open is paho's OpenConnectionFunc: tcp://, ssl:// (and its aliases),
+// ws:// and wss://, as paho's own; the environment's proxy settings are
+// not used.
+func (c *conns) open(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, o.ConnectTimeout)
+	defer cancel()
+	var conn, raw net.Conn
+	var err error
+	var d net.Dialer
+	switch uri.Scheme {
+	case "tcp", "mqtt":
+		raw, err = d.DialContext(ctx, "tcp", uri.Host)
+		conn = raw
+	case "ssl", "tls", "mqtts", "mqtt+ssl", "tcps":
+		raw, err = d.DialContext(ctx, "tcp", uri.Host)
+		if err == nil {
+			tc := &tls.Config{MinVersion: tls.VersionTLS12}
+			if o.TLSConfig != nil {
+				tc = o.TLSConfig.Clone()
+			}
+			if tc.ServerName == "" {
+				tc.ServerName = uri.Hostname()
+			}
+			tconn := tls.Client(raw, tc)
+			if err = tconn.HandshakeContext(ctx); err != nil {
+				raw.Close()
+			}
+			conn = tconn
+		}
+	case "ws", "wss":
+		u := *uri
+		u.User = nil // gorilla refuses URLs with credentials
+		var tc *tls.Config
+		if uri.Scheme == "wss" {
+			tc = o.TLSConfig
+		}
+		raw, err = mqtt.NewWebsocket(u.String(), tc, o.ConnectTimeout, o.HTTPHeaders, o.WebsocketOptions)
+		conn = raw
+	default:
+		err = fmt.Errorf("unsupported scheme %q", uri.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		raw.Close()
+		return nil, errors.New("gateway shutting down")
+	}
+	c.raw, c.dropped = raw, new(atomic.Bool)
+	return droppable{conn, c.dropped}, nil
+}
+
+// drop closes the current connection: paho sees a connection loss, and
+// the broker (no DISCONNECT) publishes the Last Will.
+func (c *conns) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.raw != nil {
+		c.dropped.Store(true)
+		c.raw.Close()
+	}
+}
+
+// abort stops any dial in progress and closes the current connection;
+// every later dial fails at once.
+func (c *conns) abort() {
+	c.cancel()
+	c.drop()
 }
 
 // clientOptions builds paho's options. AutoReconnect and ConnectRetry are
@@ -239,6 +490,7 @@ func (b *Bridge) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 	o.SetConnectTimeout(connectTimeout)
 	o.SetWriteTimeout(writeTimeout)
 	o.SetBinaryWill(b.bridgeTopic(), []byte(payloadOffline), 1, true)
+	o.SetCustomOpenConnectionFn(b.conns.open)
 	o.SetDefaultPublishHandler(b.onMessage)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		select {
@@ -270,7 +522,8 @@ func (b *Bridge) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 
 // connectLoop connects, serves the connection until it is lost, backs off
 // and connects again, until ctx ends. It logs state changes once, not every
-// attempt.
+// attempt. A connection whose subscriptions failed is dropped and counts as
+// a failed attempt. When it returns, paho is not in the middle of a connect.
 func (b *Bridge) connectLoop(ctx context.Context, client mqtt.Client, lost <-chan error) {
 	delay := b.backoffMin
 	failing := false
@@ -280,36 +533,55 @@ func (b *Bridge) connectLoop(ctx context.Context, client mqtt.Client, lost <-cha
 		select {
 		case <-tok.Done():
 		case <-ctx.Done():
-			// Let the attempt finish (bounded by connectTimeout) so no paho
-			// goroutine outlives Run; loopback and LAN answer at once.
-			tok.WaitTimeout(time.Second)
+			// Close the socket of the attempt (paho's handshake fails at
+			// once) and wait for paho to finish, so none of its goroutines
+			// outlive Run.
+			b.conns.abort()
+			if !tok.WaitTimeout(shutdownConnectWait) {
+				b.log.Warn("mqtt: connect attempt still running at shutdown", "broker", b.brokerURL)
+			}
 			return
 		}
 		if err := tok.Error(); err != nil {
 			b.m.connectFailures.Add(1)
 			if !failing {
-				b.log.Warn("mqtt: cannot connect, retrying with backoff", "broker", b.cfg.Broker, "err", err)
+				b.log.Warn("mqtt: cannot connect, retrying with backoff", "broker", b.brokerURL, "err", err)
 				failing = true
 			} else {
-				b.log.Debug("mqtt: connect failed", "broker", b.cfg.Broker, "err", err)
+				b.log.Debug("mqtt: connect failed", "broker", b.brokerURL, "err", err)
 			}
 		} else {
-			failing = false
-			delay = b.backoffMin
 			b.m.connects.Add(1)
 			if !lostAt.IsZero() {
 				b.m.lastReconnect.Store(int64(time.Since(lostAt)))
 			}
-			b.onConnected(ctx, client)
-			select {
-			case err := <-lost:
-				lostAt = time.Now()
-				b.gate.down()
-				b.m.connected.Store(false)
-				b.log.Warn("mqtt: connection lost, reconnecting", "broker", b.cfg.Broker, "err", err)
-				b.remoteLinksDown(ctx, "gateway lost its MQTT broker connection")
-			case <-ctx.Done():
-				return
+			if !b.onConnected(ctx, client) {
+				if ctx.Err() != nil {
+					return // Run drops the connection
+				}
+				// Without its subscriptions the bridge would not hear
+				// commands: drop the connection and try again later.
+				b.m.connectFailures.Add(1)
+				failing = true
+				b.conns.drop()
+				select {
+				case <-lost:
+				case <-ctx.Done():
+					return
+				}
+			} else {
+				failing = false
+				delay = b.backoffMin
+				select {
+				case err := <-lost:
+					lostAt = time.Now()
+					b.gate.down()
+					b.m.connected.Store(false)
+					b.log.Warn("mqtt: connection lost, reconnecting", "broker", b.brokerURL, "err", err)
+					b.remoteLinksDown("gateway lost its MQTT broker connection")
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 		// Jitter: wait between half and all of the current base.
@@ -328,8 +600,10 @@ func (b *Bridge) connectLoop(ctx context.Context, client mqtt.Client, lost <-cha
 // onConnected runs after every successful connect: subscriptions first (so
 // that "connected" means commands are heard), then the bridge state ahead
 // of any backlog, then a full re-publish (statuses, metas, last values,
-// discovery) behind it.
-func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) {
+// discovery) behind it. It returns false, leaving the gate closed, when a
+// subscription failed: paho reports a refused one (SUBACK 0x80) only in
+// the token's result codes, not as an error.
+func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 	filters := map[string]byte{
 		// QoS 0 on purpose: the broker does not queue QoS 0 messages for an
 		// offline session, so commands sent while the gateway was away are
@@ -348,16 +622,32 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) {
 	}
 	tok := client.SubscribeMultiple(filters, nil)
 	t := time.NewTimer(subscribeTimeout)
+	defer t.Stop()
 	select {
 	case <-tok.Done():
-		if err := tok.Error(); err != nil {
-			b.log.Error("mqtt: subscribe failed; commands over MQTT will not arrive", "err", err)
-		}
 	case <-t.C:
-		b.log.Warn("mqtt: no SUBACK in time", "timeout", subscribeTimeout)
+		b.log.Warn("mqtt: no SUBACK in time; reconnecting", "timeout", subscribeTimeout)
+		return false
 	case <-ctx.Done():
+		return false
 	}
-	t.Stop()
+	if err := tok.Error(); err != nil {
+		b.log.Error("mqtt: subscribe failed; reconnecting", "err", err)
+		return false
+	}
+	if st, ok := tok.(*mqtt.SubscribeToken); ok {
+		var refused []string
+		for topic, code := range st.Result() {
+			if code > 2 { // 0x80: refused (e.g. by the broker's ACL)
+				refused = append(refused, topic)
+			}
+		}
+		if len(refused) > 0 {
+			slices.Sort(refused)
+			b.log.Error("mqtt: the broker refused subscriptions (check its ACL for this user); reconnecting", "topics", refused, "client_id", b.clientID)
+			return false
+		}
+	}
 
 	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
 	b.gate.up()
@@ -366,7 +656,8 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) {
 	case b.resync <- struct{}{}:
 	default:
 	}
-	b.log.Info("mqtt connected", "broker", b.cfg.Broker, "client_id", b.clientID, "prefix", b.prefix)
+	b.log.Info("mqtt connected", "broker", b.brokerURL, "client_id", b.clientID, "prefix", b.prefix)
+	return true
 }
 
 // gate tells the publisher whether the broker is connected.
@@ -466,7 +757,7 @@ func (b *Bridge) publisher(ctx context.Context, client mqtt.Client) {
 			}
 		}
 		reap(false, nil)
-		if len(window) >= inflightWindow {
+		if len(window) >= b.window {
 			reap(true, change)
 			if ctx.Err() != nil {
 				return
@@ -487,6 +778,9 @@ func (b *Bridge) publisher(ctx context.Context, client mqtt.Client) {
 				return
 			}
 			continue
+		}
+		if !m.expires.IsZero() && time.Now().After(m.expires) {
+			continue // nobody waits for it any more
 		}
 		tok := client.Publish(m.topic, m.qos, m.retain, m.payload)
 		if done(tok) && errors.Is(tok.Error(), mqtt.ErrNotConnected) {
@@ -512,9 +806,6 @@ func (b *Bridge) finish(f inflight) {
 	switch {
 	case err == nil:
 		b.m.published.Add(1)
-		if f.m.acked != nil {
-			close(f.m.acked)
-		}
 	case errors.Is(err, mqtt.ErrNotConnected):
 		// Never reached paho's store: try again after the reconnect.
 		b.out.push(f.m, true)
@@ -524,21 +815,6 @@ func (b *Bridge) finish(f inflight) {
 		b.m.publishErrors.Add(1)
 		b.log.Debug("mqtt publish failed", "topic", f.m.topic, "err", err)
 	}
-}
-
-// pushOfflineStates queues, ahead of any backlog, every local device's
-// offline status and then the bridge's; the returned channel is closed once
-// the broker acknowledged the last of them.
-func (b *Bridge) pushOfflineStates() <-chan struct{} {
-	_, devices := b.hub.Snapshot()
-	last := &outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOffline), qos: 1, retain: true, state: true, acked: make(chan struct{})}
-	b.out.push(last, true)
-	for i := len(devices) - 1; i >= 0; i-- {
-		if d := devices[i]; !d.Remote {
-			b.out.push(&outMsg{topic: b.statusTopic(d.ID), payload: []byte(payloadOffline), qos: 1, retain: true, state: true}, true)
-		}
-	}
-	return last.acked
 }
 
 // done reports whether tok has completed, without waiting.

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // outMsg is one message waiting for the broker.
@@ -16,8 +17,9 @@ type outMsg struct {
 	// a topic's whole current state: a newer one for the same topic replaces
 	// a queued older one, so they never pile up while the broker is away.
 	state bool
-	// acked, when set, is closed once the broker acknowledged the message.
-	acked chan struct{}
+	// expires, when set, is when the message stops being worth sending
+	// (a command for another gateway nobody waits for any more).
+	expires time.Time
 }
 
 func (m *outMsg) size() int { return len(m.topic) + len(m.payload) }
