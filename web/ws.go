@@ -211,12 +211,23 @@ func (c *conn) reply(b []byte) {
 
 func (c *conn) writeLoop(first []*gateway.Message) {
 	defer close(c.wrote)
+	// However the writer ends, the connection ends with it, so the reader
+	// (and with it the handler) returns at once instead of at its deadline.
+	defer c.ws.Close()
 	ping := time.NewTicker(browserPingPeriod)
 	defer ping.Stop()
+	queue := newSendQueue(c.ws.UnderlyingConn())
 	write := func(m *gateway.Message) bool {
 		pm, ok := c.render(m)
 		if !ok {
 			return true
+		}
+		if queue != nil && !queue.drains(browserWriteWait, c.sub.Done()) {
+			// The browser stopped taking data: close it while the close
+			// frame still fits, rather than block on a frame and cut it in two.
+			c.s.hub.Counters().SlowConsumers.Add(1)
+			c.closeSlow()
+			return false
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(browserWriteWait))
 		if err := c.ws.WritePreparedMessage(pm); err != nil {
@@ -267,13 +278,18 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 func (c *conn) closeForSubscription() {
 	switch err := c.sub.Err(); {
 	case errors.Is(err, gateway.ErrSlowConsumer):
-		c.s.log.Info("browser too slow, disconnected", "addr", c.ws.RemoteAddr().String())
-		closeNow(c.ws, websocket.CloseTryAgainLater, "too slow: reconnect with ?since=LAST_SEQ")
+		c.closeSlow()
 	case errors.Is(err, gateway.ErrShutdown):
 		closeNow(c.ws, websocket.CloseGoingAway, "gateway shutting down")
 	default:
 		closeNow(c.ws, websocket.CloseNormalClosure, "")
 	}
+}
+
+// closeSlow closes a browser that fell behind with 1013; it resumes with ?since=.
+func (c *conn) closeSlow() {
+	c.s.log.Info("browser too slow, disconnected", "addr", c.ws.RemoteAddr().String())
+	closeNow(c.ws, websocket.CloseTryAgainLater, "too slow: reconnect with ?since=LAST_SEQ")
 }
 
 // closeNow sends a close frame and closes the connection.
