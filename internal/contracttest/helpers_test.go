@@ -381,13 +381,4 @@ func closeCode(err error) (int, string) {
 	return -1, ""
 }
 
-// deviation skips a test that shows a reported deviation from the contract,
-// unless ESP32GW_CONTRACT_DEVIATIONS is set (then it runs, and fails).
-func deviation(t testing.TB, what string) {
-	t.Helper()
-	if os.Getenv("ESP32GW_CONTRACT_DEVIATIONS") == "" {
-		t.Skip("deviation: " + what + " — reported")
-	}
-}
-
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
