@@ -43,8 +43,8 @@ func (b *Bridge) pump(ctx context.Context) {
 				case <-ctx.Done():
 					sub.Close()
 					return true
-				case <-b.resync:
-					b.republish(devs, false)
+				case <-b.resync: // (re)connected: the broker may have lost every retained state
+					b.republish(devs, true)
 				case <-b.haOnline:
 					b.republish(devs, true)
 				case m := <-sub.C:
