@@ -288,7 +288,6 @@ func TestMQTT(t *testing.T) {
 		ha.wait(t, 0, 5*time.Second, "discovery for relays/relay1", func(m mqttMsg) bool {
 			return strings.Contains(m.payload, "esp32gw/relays/relay1\"")
 		})
-		cs := collect(0)
 		checks := []struct {
 			what string
 			pred func(cfg) bool
@@ -303,6 +302,19 @@ func TestMQTT(t *testing.T) {
 				return strings.HasPrefix(ct, "esp32gw/demo/set/") &&
 					((c.component == "button" && str(c.body, "payload_press") == "toggle") || c.component == "switch")
 			}},
+		}
+		// The configs arrive in no particular order: wait (bounded) until
+		// every expected one is there, then check them.
+		cs := collect(0)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); cs = collect(0) {
+			all := true
+			for _, ck := range checks {
+				all = all && find(cs, ck.pred) != nil
+			}
+			if all {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 		for _, ck := range checks {
 			c := find(cs, ck.pred)
