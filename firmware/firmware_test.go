@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 var (
@@ -162,7 +164,7 @@ func nativeBoard(t *testing.T) string {
 type board struct {
 	cmd    *exec.Cmd
 	stdout *bufio.Reader
-	stderr *syncBuffer
+	stderr *testutil.SyncBuffer
 	done   chan error
 }
 
@@ -173,7 +175,7 @@ func startBoard(t *testing.T, args ...string) *board {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &board{cmd: cmd, stdout: bufio.NewReader(stdout), stderr: &syncBuffer{}, done: make(chan error, 1)}
+	b := &board{cmd: cmd, stdout: bufio.NewReader(stdout), stderr: &testutil.SyncBuffer{}, done: make(chan error, 1)}
 	cmd.Stderr = b.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -227,23 +229,6 @@ func (b *board) stop(t *testing.T, check bool) {
 			t.Errorf("native board ignored SIGINT for 3 s")
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // frame is the board wire protocol's seed form.

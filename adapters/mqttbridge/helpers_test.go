@@ -1,7 +1,6 @@
 package mqttbridge
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"github.com/esp32gw/esp32gw/adapters/sim"
 	"github.com/esp32gw/esp32gw/gateway"
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // testGateway is an in-process gateway: a real hub, sim boards and the
@@ -26,7 +26,7 @@ type testGateway struct {
 	t      *testing.T
 	hub    *gateway.Hub
 	bridge *Bridge
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -49,7 +49,7 @@ func startGateway(t *testing.T, brokerURL string, o gwOptions) *testGateway {
 	if o.id == "" {
 		o.id = "gw1"
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hub := gateway.NewHub(gateway.Options{GatewayID: o.id, Logger: log})
 	cfg := gateway.DefaultConfig().MQTT
@@ -292,21 +292,4 @@ func mustJSON(t *testing.T, s string) map[string]any {
 		t.Fatalf("not a JSON object: %q: %v", s, err)
 	}
 	return m
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,7 +2,6 @@ package serialport
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // ptyBoard is a fake board: the master side of a real pty. The adapter
@@ -109,24 +109,6 @@ func (b *ptyBoard) nextLine(timeout time.Duration) (string, bool) {
 	}
 }
 
-// syncBuf collects the adapter's log output.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gw is a real hub with the serial adapter running against it and one
 // subscriber that asked for logs.
 type gw struct {
@@ -134,7 +116,7 @@ type gw struct {
 	hub    *gateway.Hub
 	sub    *gateway.Subscription
 	port   *Port
-	logs   *syncBuf
+	logs   *testutil.SyncBuffer
 	cancel context.CancelFunc
 	done   chan error
 	seen   []*gateway.Message
@@ -158,7 +140,7 @@ func startGW(t *testing.T, cfg gateway.DeviceConfig, prepare func(*Port)) *gw {
 		t.Fatal(err)
 	}
 	sub.SetFilter(nil, true)
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p := New(cfg, log)
 	if prepare != nil {

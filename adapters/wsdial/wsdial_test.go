@@ -1,7 +1,6 @@
 package wsdial
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,35 +15,18 @@ import (
 
 	"github.com/esp32gw/esp32gw/adapters/boardlink/boardtest"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const dev = "kitchen"
 
 var toggle = gateway.Command{Label: "led", Value: json.RawMessage(`"toggle"`)}
 
-// syncBuf collects log output from the dialer's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type rig struct {
 	hub  *gateway.Hub
 	sub  *gateway.Subscription
 	d    *Dialer
-	logs *syncBuf
+	logs *testutil.SyncBuffer
 	stop func()
 }
 
@@ -63,7 +45,7 @@ func newRig(t *testing.T, url string, fast bool) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(sub.Close)
-	logs := &syncBuf{}
+	logs := &testutil.SyncBuffer{}
 	d := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if fast {
 		d.firstJitter, d.base, d.max, d.healthy = time.Millisecond, 10*time.Millisecond, 40*time.Millisecond, time.Hour

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 var (
@@ -89,7 +91,7 @@ type Gateway struct {
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -120,7 +122,7 @@ func (g *Gateway) start() {
 	bin := Binary(t)
 	cmd := exec.Command(bin, "-config", g.Config, "-log-level", "debug")
 	cmd.Dir = g.Dir
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
@@ -303,21 +305,3 @@ func (g *Gateway) Do(method, path string, body []byte) (int, []byte) {
 
 // LoginURL is the URL a user opens from the log.
 func (g *Gateway) LoginURL() string { return g.URL + "/?token=" + url.QueryEscape(g.Token) }
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and our reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
