@@ -23,6 +23,7 @@ const (
 	browserWriteWait  = 5 * time.Second  // per write; a browser that cannot take a frame this fast is dropped
 	browserPongWait   = 35 * time.Second // read deadline, extended by every pong or message
 	browserPingPeriod = 25 * time.Second // must be shorter than browserPongWait
+	slowCloseWait     = 10 * time.Second // a slow browser's time to read its backlog and answer 1013
 	// Commands per socket: a burst of 40, refilled at 20/s; at most 16 waiting
 	// for their boards at once.
 	socketCommandRate    = 20.0
@@ -163,7 +164,8 @@ func (c *conn) run(first []*gateway.Message) {
 func (c *conn) readLoop() {
 	c.ws.SetReadDeadline(time.Now().Add(browserPongWait))
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(browserPongWait))
+		c.alive()
+		return nil
 	})
 	for {
 		mt, r, err := c.ws.NextReader()
@@ -180,7 +182,9 @@ func (c *conn) readLoop() {
 			c.requestClose(websocket.CloseMessageTooBig, fmt.Sprintf("message over %d bytes", browserReadLimit))
 			return
 		}
-		c.ws.SetReadDeadline(time.Now().Add(browserPongWait))
+		if !c.alive() {
+			continue // closing: only the browser's close frame matters now
+		}
 		if mt != websocket.TextMessage {
 			c.reply(errorReply(nil, "binary messages are not supported: send JSON text"))
 			continue
@@ -190,6 +194,19 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.handle(data)
+	}
+}
+
+// alive extends the read deadline after a sign of life from the browser,
+// unless the writer has ended (a slow browser given time to answer its close
+// frame), so a browser that keeps talking cannot keep a closed connection open.
+func (c *conn) alive() bool {
+	select {
+	case <-c.wrote:
+		return false
+	default:
+		c.ws.SetReadDeadline(time.Now().Add(browserPongWait))
+		return true
 	}
 }
 
@@ -210,10 +227,20 @@ func (c *conn) reply(b []byte) {
 }
 
 func (c *conn) writeLoop(first []*gateway.Message) {
-	defer close(c.wrote)
 	// However the writer ends, the connection ends with it, so the reader
-	// (and with it the handler) returns at once instead of at its deadline.
-	defer c.ws.Close()
+	// (and with it the handler) returns at once instead of at its deadline;
+	// except after closing a slow browser, which is given slowCloseWait to
+	// read what is still buffered for it and answer the close frame. (Runs
+	// after wrote is closed, so the reader no longer extends its deadline.)
+	lingering := false
+	defer func() {
+		if lingering {
+			c.ws.SetReadDeadline(time.Now().Add(slowCloseWait))
+			return
+		}
+		c.ws.Close()
+	}()
+	defer close(c.wrote)
 	ping := time.NewTicker(browserPingPeriod)
 	defer ping.Stop()
 	queue := newSendQueue(c.ws.UnderlyingConn())
@@ -226,7 +253,7 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 			// The browser stopped taking data: close it while the close
 			// frame still fits, rather than block on a frame and cut it in two.
 			c.s.hub.Counters().SlowConsumers.Add(1)
-			c.closeSlow()
+			lingering = c.closeSlow()
 			return false
 		}
 		c.ws.SetWriteDeadline(time.Now().Add(browserWriteWait))
@@ -245,7 +272,7 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 		// A subscription that ended (too slow, shutdown) wins over queued messages.
 		select {
 		case <-c.sub.Done():
-			c.closeForSubscription()
+			lingering = c.closeForSubscription()
 			return
 		default:
 		}
@@ -269,27 +296,38 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 			closeNow(c.ws, cm.code, cm.reason)
 			return
 		case <-c.sub.Done():
-			c.closeForSubscription()
+			lingering = c.closeForSubscription()
 			return
 		}
 	}
 }
 
-func (c *conn) closeForSubscription() {
+// closeForSubscription closes the browser for why its subscription ended;
+// true means the connection lingers for the browser's answer (see closeSlow).
+func (c *conn) closeForSubscription() bool {
 	switch err := c.sub.Err(); {
 	case errors.Is(err, gateway.ErrSlowConsumer):
-		c.closeSlow()
+		return c.closeSlow()
 	case errors.Is(err, gateway.ErrShutdown):
 		closeNow(c.ws, websocket.CloseGoingAway, "gateway shutting down")
 	default:
 		closeNow(c.ws, websocket.CloseNormalClosure, "")
 	}
+	return false
 }
 
 // closeSlow closes a browser that fell behind with 1013; it resumes with ?since=.
-func (c *conn) closeSlow() {
+//
+// The TCP connection stays open (the writer returns, the reader waits at
+// most slowCloseWait for the browser's close frame): closed at once, the
+// socket would be orphaned with the browser's backlog still in it, and a
+// browser that reads late might never get to the close frame.
+func (c *conn) closeSlow() (lingering bool) {
 	c.s.log.Info("browser too slow, disconnected", "addr", c.ws.RemoteAddr().String())
-	closeNow(c.ws, websocket.CloseTryAgainLater, "too slow: reconnect with ?since=LAST_SEQ")
+	err := c.ws.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "too slow: reconnect with ?since=LAST_SEQ"),
+		time.Now().Add(time.Second))
+	return err == nil
 }
 
 // closeNow sends a close frame and closes the connection.

@@ -307,7 +307,7 @@ func TestMQTT(t *testing.T) {
 		// every expected one is there, then check them.
 		cs := collect(0)
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); cs = collect(0) {
-			all := true
+			all := find(cs, stateIs("binary_sensor", "esp32gw/relays/relay1")) != nil
 			for _, ck := range checks {
 				all = all && find(cs, ck.pred) != nil
 			}
