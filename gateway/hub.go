@@ -376,7 +376,7 @@ func (h *Hub) publish(l *Link, rs []Reading) {
 	for _, r := range rs {
 		if err := checkReading(r); err != nil {
 			h.counters.DroppedReadings.Add(1)
-			h.log.Debug("reading dropped", "device", l.id, "label", truncate(r.Label, 40), "err", err)
+			h.log.Debug("reading dropped", "device", l.id, "label", Truncate(r.Label, 40), "err", err)
 			continue
 		}
 		ls, ok := d.labels[r.Label]
@@ -418,7 +418,7 @@ func (h *Hub) publish(l *Link, rs []Reading) {
 }
 
 func (h *Hub) logLine(l *Link, line string) {
-	line = truncate(toValidUTF8(line), 4096)
+	line = Truncate(toValidUTF8(line), 4096)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if l.dev.link != l || h.devices[l.id] != l.dev {
@@ -912,7 +912,9 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-func truncate(s string, n int) string {
+// Truncate shortens s to at most n bytes without cutting a UTF-8 character
+// in two (for reasons and log lines built from a board's bytes).
+func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -9,7 +9,7 @@ func (h *Hub) SetOfflineReason(id, reason string) {
 	if reason == "" {
 		return
 	}
-	reason = truncate(toValidUTF8(reason), 512)
+	reason = Truncate(toValidUTF8(reason), 512)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d, ok := h.devices[id]

@@ -192,7 +192,7 @@ func (l *Link) Run(ctx context.Context) error {
 	// Closing handshake, bounded by CloseWait.
 	code, text := l.closeFrame(ctx, cause)
 	if code != 0 {
-		msg := websocket.FormatCloseMessage(code, truncate(text, 123))
+		msg := websocket.FormatCloseMessage(code, gateway.Truncate(text, 123))
 		if err := l.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(l.o.CloseWait)); err != nil {
 			l.log.Debug("close frame not sent", "err", err)
 		}
@@ -337,7 +337,7 @@ func (l *Link) frame(mt int, b []byte) {
 		bad = err
 	}
 	if bad != nil && l.glink.Malformed() {
-		l.log.Debug("bad frame from board ignored", "err", bad, "bytes", len(b), "frame", truncate(string(b), 80))
+		l.log.Debug("bad frame from board ignored", "err", bad, "bytes", len(b), "frame", gateway.Truncate(string(b), 80))
 	}
 }
 
@@ -354,7 +354,7 @@ func (l *Link) describe(ctx context.Context, cause error) string {
 		return "connection to the board lost without a close frame"
 	case errors.As(cause, &ce):
 		if ce.Text != "" {
-			return fmt.Sprintf("board closed the link (%d: %s)", ce.Code, truncate(ce.Text, 80))
+			return fmt.Sprintf("board closed the link (%d: %s)", ce.Code, gateway.Truncate(ce.Text, 80))
 		}
 		return fmt.Sprintf("board closed the link (%d)", ce.Code)
 	case errors.Is(cause, ErrSilent), errors.Is(cause, ErrTooBig):
@@ -382,13 +382,3 @@ func (l *Link) closeFrame(ctx context.Context, cause error) (code int, text stri
 	return 0, ""
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	s = s[:n]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s
-}

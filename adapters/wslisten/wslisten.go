@@ -117,7 +117,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if l.firstRefusal(id) {
 			lvl = slog.LevelWarn
 		}
-		l.log.Log(r.Context(), lvl, "board refused: unknown device or bad token", "device", truncate(id, 64), "transport", gateway.TransportWSListen, "addr", r.RemoteAddr)
+		l.log.Log(r.Context(), lvl, "board refused: unknown device or bad token", "device", gateway.Truncate(id, 64), "transport", gateway.TransportWSListen, "addr", r.RemoteAddr)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="esp32gw device"`)
 		http.Error(w, "unknown device or bad token", http.StatusUnauthorized)
 		return
@@ -199,7 +199,7 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // so a misconfigured board retrying every few seconds logs one warning, not
 // one per attempt.
 func (l *Listener) firstRefusal(id string) bool {
-	id = truncate(id, 64)
+	id = gateway.Truncate(id, 64)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
@@ -222,11 +222,4 @@ func tokenOK(r *http.Request, want string) bool {
 		got = r.URL.Query().Get("token")
 	}
 	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
