@@ -381,4 +381,3 @@ func (l *Link) closeFrame(ctx context.Context, cause error) (code int, text stri
 	}
 	return 0, ""
 }
-
