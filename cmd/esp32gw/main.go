@@ -301,7 +301,9 @@ func logReady(log *slog.Logger, addr net.Addr, tlsOn bool, auth, token, tokenSou
 	default:
 		args := []any{"url", base + "?token=" + token}
 		if lan != "" {
-			args = append(args, "lan_url", fmt.Sprintf("%s://%s/?token=%s", scheme, net.JoinHostPort(lan, port), token))
+			// From another machine: the same URL with this address (the
+			// token is written once per line, so it is not repeated here).
+			args = append(args, "lan", fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(lan, port)))
 		}
 		args = append(args, "token_file", tokenSource)
 		log.Info("dashboard ready: open this login URL", args...)
