@@ -23,6 +23,9 @@ type inMsg struct {
 	topic     string
 	payload   []byte
 	linksDown string // non-empty: detach every remote device with this reason
+	// live: published while we were subscribed (not a retained message
+	// delivered on subscribe), so its gateway was alive just now.
+	live bool
 }
 
 // setMsg is one command from a set topic, with its arrival time: a command
@@ -66,6 +69,10 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		}
 		return
 	}
+	if b.cfg.Cluster && strings.HasPrefix(topic, b.prefix+"/"+bridgeDevice+"/") {
+		b.takeBridge(topic, payload)
+		return
+	}
 	kind, dev, label := b.parseTopic(topic)
 	switch kind {
 	case tkResult:
@@ -84,9 +91,121 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 			b.log.Debug("mqtt: ignored message with an invalid device id or label", "topic", topic)
 			return
 		}
-		if !b.states.push(inMsg{topic: topic, payload: payload}) {
+		if !b.states.push(inMsg{topic: topic, payload: payload, live: !m.Retained()}) {
 			b.m.inboundDropped.Add(1)
 		}
+	}
+}
+
+// takeBridge handles the cluster's PREFIX/bridge/… topics without
+// blocking: another gateway's ping is answered on our alive topic (through
+// the outbox); an "offline" on PREFIX/bridge/state and other gateways'
+// alive answers go to dispatch through the state queue. Our own ping and
+// alive are ignored.
+func (b *Bridge) takeBridge(topic string, payload []byte) {
+	switch {
+	case topic == b.bridgeTopic():
+		if strings.TrimSpace(string(payload)) != payloadOffline {
+			return
+		}
+	case topic == b.pingTopic():
+		if gatewayOf(payload) == b.gw {
+			return // our own
+		}
+		// A state message: a burst of pings queues one answer.
+		b.out.push(&outMsg{topic: b.aliveTopic(b.gw), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
+		return
+	default:
+		gw, ok := b.aliveGateway(topic)
+		if !ok || gw == b.gw {
+			return
+		}
+		if !gateway.ValidID(gw) {
+			b.m.inboundRejected.Add(1)
+			return
+		}
+	}
+	if !b.states.push(inMsg{topic: topic, payload: payload}) {
+		b.m.inboundDropped.Add(1)
+	}
+}
+
+// gatewayPayload is the payload of ping and alive: {"gateway":ID}.
+func gatewayPayload(gw string) []byte {
+	p, _ := json.Marshal(struct {
+		Gateway string `json:"gateway"`
+	}{gw})
+	return p
+}
+
+// gatewayOf returns the gateway a ping or alive payload names ("" if none).
+func gatewayOf(payload []byte) string {
+	var p struct {
+		Gateway string `json:"gateway"`
+	}
+	_ = json.Unmarshal(payload, &p)
+	return p.Gateway
+}
+
+// probe is a liveness check of other gateways in progress (dispatch's).
+type probe struct {
+	timer    *time.Timer
+	suspects map[string]bool // gateways with online devices at the ping; deleted when heard from
+}
+
+// startProbe re-asserts PREFIX/bridge/state (another gateway's Will or
+// clean shutdown set it offline; it means "at least one gateway on this
+// prefix is up") and, unless a check is already running, pings the
+// gateways whose imported devices are online.
+func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
+	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	if p.timer != nil {
+		return
+	}
+	suspects := map[string]bool{}
+	for _, r := range remotes {
+		if r.link != nil {
+			suspects[r.gateway] = true
+		}
+	}
+	if len(suspects) == 0 {
+		return
+	}
+	p.suspects = suspects
+	p.timer = time.NewTimer(b.probeWait)
+	b.out.push(&outMsg{topic: b.pingTopic(), payload: gatewayPayload(b.gw), qos: 1}, true)
+	b.log.Debug("mqtt: another gateway went offline; checking which", "gateways", len(suspects))
+}
+
+// endProbe marks offline the devices of every suspect that did not answer.
+func (b *Bridge) endProbe(remotes map[string]*remoteDev, p *probe) {
+	for gw := range p.suspects {
+		n := 0
+		for _, r := range remotes {
+			if r.gateway == gw && r.link != nil {
+				r.link.Detach("gateway " + gw + " stopped answering")
+				r.link = nil
+				r.online = false // until its gateway publishes online again
+				n++
+			}
+		}
+		if n > 0 {
+			b.log.Warn("mqtt: gateway stopped answering; its devices are offline", "gateway", gw, "devices", n)
+		}
+	}
+	p.cancel()
+}
+
+func (p *probe) cancel() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timer, p.suspects = nil, nil
+}
+
+func (p *probe) heard(gw string) {
+	if p.suspects != nil {
+		delete(p.suspects, gw)
 	}
 }
 
@@ -145,27 +264,37 @@ func (b *Bridge) dispatch(ctx context.Context) {
 	}()
 	sweep := time.NewTicker(max(b.remoteMetaWait/4, 10*time.Millisecond))
 	defer sweep.Stop()
+	var p probe
+	defer p.cancel()
 	for {
+		var probeDone <-chan time.Time
+		if p.timer != nil {
+			probeDone = p.timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
 			b.evictPending(remotes)
+		case <-probeDone:
+			p.timer = nil
+			b.endProbe(remotes, &p)
 		case <-b.states.notify:
 			for {
 				in, ok := b.states.pop()
 				if !ok {
 					break
 				}
-				b.handleState(remotes, in)
+				b.handleState(remotes, &p, in)
 			}
 		}
 	}
 }
 
 // handleState applies one state message.
-func (b *Bridge) handleState(remotes map[string]*remoteDev, in inMsg) {
+func (b *Bridge) handleState(remotes map[string]*remoteDev, p *probe, in inMsg) {
 	if in.linksDown != "" {
+		p.cancel()
 		for _, r := range remotes {
 			if r.link != nil {
 				r.link.Detach(in.linksDown)
@@ -183,10 +312,21 @@ func (b *Bridge) handleState(remotes map[string]*remoteDev, in inMsg) {
 		}
 		return
 	}
+	if in.topic == b.bridgeTopic() {
+		b.startProbe(remotes, p) // takeBridge passes only "offline"
+		return
+	}
+	if gw, ok := b.aliveGateway(in.topic); ok {
+		p.heard(gw)
+		return
+	}
 	kind, dev, label := b.parseTopic(in.topic)
 	switch kind {
 	case tkMeta, tkStatus, tkValue:
 		b.importRemote(remotes, kind, dev, label, in.payload)
+		if r := remotes[dev]; r != nil && in.live && r.gateway != "" {
+			p.heard(r.gateway) // it just published: alive
+		}
 		b.countPending(remotes)
 	}
 }

@@ -99,6 +99,10 @@ const (
 	// remoteResultTimeout bounds waiting for another gateway's result; it
 	// is below gateway.CommandTimeout so the browser gets our clear error.
 	remoteResultTimeout = 1500 * time.Millisecond
+	// probeWait is how long, after a ping, the gateways whose imported
+	// devices are online have to answer on their alive topic before those
+	// devices are marked offline.
+	probeWait = 3 * time.Second
 	// maxRemoteDevices bounds what cluster mode imports.
 	maxRemoteDevices = 1024
 
@@ -137,6 +141,7 @@ type Bridge struct {
 	cmdBudget              time.Duration
 	window                 int // in-flight publishes, inflightWindow
 	remoteMetaWait         time.Duration
+	probeWait              time.Duration
 	tlsConfig              *tls.Config // nil: system roots for ssl://
 
 	out       *outbox
@@ -203,11 +208,12 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		prefix: prefix, haPrefix: haPrefix, clientID: clientID, qos: qos,
 		backoffMin: backoffMin, backoffMax: backoffMax, resultTimeout: remoteResultTimeout,
 		cmdBudget: commandBudget, window: inflightWindow, remoteMetaWait: remoteMetaWait,
-		out:      newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
-		sets:     make(chan setMsg, setQueueLen),
-		resync:   make(chan struct{}, 1),
-		haOnline: make(chan struct{}, 1),
-		waiters:  waiters{m: map[string][]*waiter{}},
+		probeWait: probeWait,
+		out:       newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
+		sets:      make(chan setMsg, setQueueLen),
+		resync:    make(chan struct{}, 1),
+		haOnline:  make(chan struct{}, 1),
+		waiters:   waiters{m: map[string][]*waiter{}},
 	}
 	b.gate.init()
 	b.conns.init()
@@ -616,6 +622,9 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 		// that matters and no stale backlog is replayed.
 		filters[b.prefix+"/+/+"] = 0
 		filters[b.prefix+"/+/"+topicSet+"/+/"+topicResult] = 1
+		// Liveness answers (PREFIX/bridge/state and PREFIX/bridge/ping
+		// arrive through PREFIX/+/+).
+		filters[b.prefix+"/"+bridgeDevice+"/+/"+topicAlive] = 1
 	}
 	if b.cfg.HomeAssistant.Enabled {
 		filters[b.haPrefix+"/status"] = 0

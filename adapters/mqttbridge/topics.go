@@ -15,6 +15,11 @@ const (
 	topicMeta    = "meta"
 	topicSet     = "set"
 	topicResult  = "result"
+	// Cluster liveness (additions to the contract's topics):
+	// PREFIX/bridge/ping asks every gateway on the prefix to answer on
+	// PREFIX/bridge/<gateway_id>/alive.
+	topicPing  = "ping"
+	topicAlive = "alive"
 
 	payloadOnline  = "online"
 	payloadOffline = "offline"
@@ -32,6 +37,24 @@ func reservedLabel(label string) bool {
 }
 
 func (b *Bridge) bridgeTopic() string { return b.prefix + "/" + bridgeDevice + "/" + topicState }
+func (b *Bridge) pingTopic() string   { return b.prefix + "/" + bridgeDevice + "/" + topicPing }
+func (b *Bridge) aliveTopic(gw string) string {
+	return b.prefix + "/" + bridgeDevice + "/" + gw + "/" + topicAlive
+}
+
+// aliveGateway returns the gateway id of a PREFIX/bridge/<id>/alive topic.
+func (b *Bridge) aliveGateway(topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, b.prefix+"/"+bridgeDevice+"/")
+	if !ok {
+		return "", false
+	}
+	gw, ok := strings.CutSuffix(rest, "/"+topicAlive)
+	if !ok || strings.Contains(gw, "/") {
+		return "", false
+	}
+	return gw, true
+}
+
 func (b *Bridge) statusTopic(dev string) string {
 	return b.prefix + "/" + dev + "/" + topicStatus
 }
