@@ -266,14 +266,33 @@ func (b *Bridge) dispatch(ctx context.Context) {
 	defer sweep.Stop()
 	var p probe
 	defer p.cancel()
+	var settle *time.Timer // after a (re)connect in cluster mode: then check who is alive
+	defer func() {
+		if settle != nil {
+			settle.Stop()
+		}
+	}()
 	for {
-		var probeDone <-chan time.Time
+		var probeDone, settled <-chan time.Time
 		if p.timer != nil {
 			probeDone = p.timer.C
+		}
+		if settle != nil {
+			settled = settle.C
 		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-b.joined:
+			if b.cfg.Cluster {
+				if settle != nil {
+					settle.Stop()
+				}
+				settle = time.NewTimer(b.joinSettle)
+			}
+		case <-settled:
+			settle = nil
+			b.startProbe(remotes, &p)
 		case <-sweep.C:
 			b.evictPending(remotes)
 		case <-probeDone:

@@ -61,3 +61,32 @@ func TestClusterGatewayDies(t *testing.T) {
 		}
 	}
 }
+
+// A gateway that died while we were away left its devices' statuses
+// retained "online": after connecting, B checks who answers and marks the
+// dead gateway's devices offline; a live gateway's stay online.
+func TestClusterGatewayDiedWhileAway(t *testing.T) {
+	checkNoLeak(t)
+	br := startBroker(t, mosquittotest.Options{})
+	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", time.Hour)}, mqtt: cluster})
+	c := startGateway(t, br.URL(), gwOptions{id: "pi-c", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: cluster})
+	a.waitConnected(within)
+	c.waitConnected(within)
+	retainedEventually(t, br.URL(), "esp32gw/demo/status", "online")
+	retainedEventually(t, br.URL(), "esp32gw/bench/status", "online")
+	a.bridge.conns.abort() // A dies; its devices' statuses stay retained "online"
+	retainedEventually(t, br.URL(), "esp32gw/bridge/state", "online") // C re-asserted it
+
+	start := time.Now()
+	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster})
+	b.waitConnected(within)
+	waitFor(t, within, "B to import bench", func() bool { st, err := b.hub.DeviceState("bench"); return err == nil && st.Online })
+	waitFor(t, 10*time.Second, "B to show demo offline", func() bool {
+		st, err := b.hub.DeviceState("demo")
+		return err == nil && !st.Online && st.Reason == "gateway pi-a stopped answering"
+	})
+	t.Logf("B's start to demo shown offline: %v", time.Since(start))
+	if st, _ := b.hub.DeviceState("bench"); !st.Online {
+		t.Errorf("bench (on live gateway pi-c) went offline on B: %q", st.Reason)
+	}
+}

@@ -103,6 +103,10 @@ const (
 	// devices are online have to answer on their alive topic before those
 	// devices are marked offline.
 	probeWait = 3 * time.Second
+	// joinSettle is how long after a (re)connect the retained statuses of
+	// other gateways' devices have to arrive before we ping their gateways:
+	// a gateway that died while we were away left its devices "online".
+	joinSettle = time.Second
 	// maxRemoteDevices bounds what cluster mode imports.
 	maxRemoteDevices = 1024
 
@@ -141,7 +145,7 @@ type Bridge struct {
 	cmdBudget              time.Duration
 	window                 int // in-flight publishes, inflightWindow
 	remoteMetaWait         time.Duration
-	probeWait              time.Duration
+	probeWait, joinSettle  time.Duration
 	tlsConfig              *tls.Config // nil: system roots for ssl://
 
 	out       *outbox
@@ -154,6 +158,7 @@ type Bridge struct {
 	sets     chan setMsg   // commands from set topics
 	resync   chan struct{} // capacity 1: (re)connected, re-publish everything
 	haOnline chan struct{} // capacity 1: Home Assistant restarted
+	joined   chan struct{} // capacity 1: (re)connected; cluster mode re-checks who is alive
 
 	m metrics
 
@@ -208,12 +213,13 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		prefix: prefix, haPrefix: haPrefix, clientID: clientID, qos: qos,
 		backoffMin: backoffMin, backoffMax: backoffMax, resultTimeout: remoteResultTimeout,
 		cmdBudget: commandBudget, window: inflightWindow, remoteMetaWait: remoteMetaWait,
-		probeWait: probeWait,
-		out:       newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
-		sets:      make(chan setMsg, setQueueLen),
-		resync:    make(chan struct{}, 1),
-		haOnline:  make(chan struct{}, 1),
-		waiters:   waiters{m: map[string][]*waiter{}},
+		probeWait: probeWait, joinSettle: joinSettle,
+		out:      newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
+		sets:     make(chan setMsg, setQueueLen),
+		resync:   make(chan struct{}, 1),
+		haOnline: make(chan struct{}, 1),
+		joined:   make(chan struct{}, 1),
+		waiters:  waiters{m: map[string][]*waiter{}},
 	}
 	b.gate.init()
 	b.conns.init()
@@ -661,9 +667,11 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
 	b.gate.up()
 	b.m.connected.Store(true)
-	select {
-	case b.resync <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{b.resync, b.joined} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 	b.log.Info("mqtt connected", "broker", b.brokerURL, "client_id", b.clientID, "prefix", b.prefix)
 	return true
