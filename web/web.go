@@ -50,7 +50,10 @@ type Server struct {
 	static  fs.FS
 
 	conns    sync.WaitGroup // every WebSocket connection's goroutines
-	browsers atomic.Int64   // open /ws and compatibility connections
+	closing  sync.Mutex
+	closed   bool               // Wait has begun: slow browsers are not kept lingering
+	lingers  map[*conn]struct{} // slow browsers waiting to answer their close frame
+	browsers atomic.Int64       // open /ws and compatibility connections
 }
 
 // New builds the server and its routes.
@@ -110,7 +113,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Wait blocks until every WebSocket connection has ended. Call it after the
 // hub is closed, which ends every subscription.
-func (s *Server) Wait() { s.conns.Wait() }
+func (s *Server) Wait() {
+	s.closing.Lock()
+	s.closed = true
+	for c := range s.lingers {
+		c.ws.Close()
+	}
+	s.closing.Unlock()
+	s.conns.Wait()
+}
+
+// linger registers a slow browser that is given time to answer its close
+// frame; false means the server is shutting down and it must close now.
+func (s *Server) linger(c *conn) bool {
+	s.closing.Lock()
+	defer s.closing.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.lingers == nil {
+		s.lingers = map[*conn]struct{}{}
+	}
+	s.lingers[c] = struct{}{}
+	return true
+}
+
+func (s *Server) unlinger(c *conn) {
+	s.closing.Lock()
+	delete(s.lingers, c)
+	s.closing.Unlock()
+}
 
 // handleIndex serves the dashboard. A login link (/?token=T) sets the
 // session cookie and redirects to / so the token leaves the address bar.

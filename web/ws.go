@@ -144,6 +144,7 @@ func (s *Server) newConn(ws *websocket.Conn, sub *gateway.Subscription, render f
 func (c *conn) run(first []*gateway.Message) {
 	c.s.conns.Add(1)
 	defer c.s.conns.Done()
+	defer c.s.unlinger(c)
 	c.s.browsers.Add(1)
 	defer c.s.browsers.Add(-1)
 
@@ -234,7 +235,7 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 	// after wrote is closed, so the reader no longer extends its deadline.)
 	lingering := false
 	defer func() {
-		if lingering {
+		if lingering && c.s.linger(c) {
 			c.ws.SetReadDeadline(time.Now().Add(slowCloseWait))
 			return
 		}
