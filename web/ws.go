@@ -114,11 +114,14 @@ type conn struct {
 
 	ctx      context.Context // ends when the connection ends; cancels pending commands
 	cancel   context.CancelFunc
-	replies  chan []byte    // acks and errors for the writer
-	closeReq chan closeMsg  // the reader asks the writer to close
-	wrote    chan struct{}  // closed when the writer has returned
-	cmds     sync.WaitGroup // command goroutines
-	sem      chan struct{}
+	replies  chan []byte   // acks and errors for the writer
+	closeReq chan closeMsg // the reader asks the writer to close
+	wrote    chan struct{} // closed when the writer has returned
+	// deadlineMu orders the reader's deadline extensions with the writer's
+	// end, so a lingering browser's deadline stays slowCloseWait.
+	deadlineMu sync.Mutex
+	cmds       sync.WaitGroup // command goroutines
+	sem        chan struct{}
 
 	tokens   float64 // command rate limit; reader goroutine only
 	tokensAt time.Time
@@ -202,6 +205,8 @@ func (c *conn) readLoop() {
 // unless the writer has ended (a slow browser given time to answer its close
 // frame), so a browser that keeps talking cannot keep a closed connection open.
 func (c *conn) alive() bool {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
 	select {
 	case <-c.wrote:
 		return false
@@ -235,13 +240,19 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 	// after wrote is closed, so the reader no longer extends its deadline.)
 	lingering := false
 	defer func() {
-		if lingering && c.s.linger(c) {
+		// Register the linger before wrote is closed: run unlingers only
+		// after it has seen wrote closed, so no entry outlives its conn.
+		keep := lingering && c.s.linger(c)
+		c.deadlineMu.Lock()
+		close(c.wrote)
+		if keep {
 			c.ws.SetReadDeadline(time.Now().Add(slowCloseWait))
-			return
 		}
-		c.ws.Close()
+		c.deadlineMu.Unlock()
+		if !keep {
+			c.ws.Close()
+		}
 	}()
-	defer close(c.wrote)
 	ping := time.NewTicker(browserPingPeriod)
 	defer ping.Stop()
 	queue := newSendQueue(c.ws.UnderlyingConn())
@@ -251,6 +262,12 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 			return true
 		}
 		if queue != nil && !queue.drains(browserWriteWait, c.sub.Done()) {
+			select {
+			case <-c.sub.Done(): // shutdown, or the hub found it behind (and counted it)
+				lingering = c.closeForSubscription()
+				return false
+			default:
+			}
 			// The browser stopped taking data: close it while the close
 			// frame still fits, rather than block on a frame and cut it in two.
 			c.s.hub.Counters().SlowConsumers.Add(1)
