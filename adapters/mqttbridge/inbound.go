@@ -150,7 +150,8 @@ func gatewayOf(payload []byte) string {
 // probe is a liveness check of other gateways in progress (dispatch's).
 type probe struct {
 	timer    *time.Timer
-	suspects map[string]bool // gateways with online devices at the ping; deleted when heard from
+	suspects map[string]bool // gateways with online devices; deleted when heard from
+	cleared  map[string]bool // gateways heard from since the ping
 }
 
 // startProbe re-asserts PREFIX/bridge/state (another gateway's Will or
@@ -160,6 +161,14 @@ type probe struct {
 func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
 	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
 	if p.timer != nil {
+		// A check is running: devices imported since (retained statuses
+		// arrive in any order) make their gateways suspects too, unless
+		// those already answered the ping.
+		for _, r := range remotes {
+			if r.link != nil && !p.cleared[r.gateway] {
+				p.suspects[r.gateway] = true
+			}
+		}
 		return
 	}
 	suspects := map[string]bool{}
@@ -171,9 +180,11 @@ func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
 	if len(suspects) == 0 {
 		return
 	}
-	p.suspects = suspects
+	p.suspects, p.cleared = suspects, map[string]bool{}
 	p.timer = time.NewTimer(b.probeWait)
-	b.out.push(&outMsg{topic: b.pingTopic(), payload: gatewayPayload(b.gw), qos: 1}, true)
+	// Queued as state: a full backlog evicts readings, never the ping (a
+	// lost ping would make every suspect look dead).
+	b.out.push(&outMsg{topic: b.pingTopic(), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
 	b.log.Debug("mqtt: another gateway went offline; checking which", "gateways", len(suspects))
 }
 
@@ -200,12 +211,13 @@ func (p *probe) cancel() {
 	if p.timer != nil {
 		p.timer.Stop()
 	}
-	p.timer, p.suspects = nil, nil
+	p.timer, p.suspects, p.cleared = nil, nil, nil
 }
 
 func (p *probe) heard(gw string) {
-	if p.suspects != nil {
+	if p.timer != nil {
 		delete(p.suspects, gw)
+		p.cleared[gw] = true
 	}
 }
 

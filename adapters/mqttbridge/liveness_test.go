@@ -74,7 +74,7 @@ func TestClusterGatewayDiedWhileAway(t *testing.T) {
 	c.waitConnected(within)
 	retainedEventually(t, br.URL(), "esp32gw/demo/status", "online")
 	retainedEventually(t, br.URL(), "esp32gw/bench/status", "online")
-	a.bridge.conns.abort() // A dies; its devices' statuses stay retained "online"
+	a.bridge.conns.abort()                                            // A dies; its devices' statuses stay retained "online"
 	retainedEventually(t, br.URL(), "esp32gw/bridge/state", "online") // C re-asserted it
 
 	start := time.Now()
