@@ -120,7 +120,20 @@ func (s *Server) Wait() {
 		c.ws.Close()
 	}
 	s.closing.Unlock()
-	s.conns.Wait()
+	s.conns.Wait() // no Add can follow: track refuses once closed is set
+}
+
+// track counts a new connection for Wait, unless Wait has begun (a browser
+// that connected during shutdown is closed at once instead). Add and Wait
+// never overlap: both happen under the closing lock.
+func (s *Server) track() bool {
+	s.closing.Lock()
+	defer s.closing.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns.Add(1)
+	return true
 }
 
 // linger registers a slow browser that is given time to answer its close

@@ -145,7 +145,12 @@ func (s *Server) newConn(ws *websocket.Conn, sub *gateway.Subscription, render f
 
 // run serves the connection until it ends and releases everything it holds.
 func (c *conn) run(first []*gateway.Message) {
-	c.s.conns.Add(1)
+	if !c.s.track() {
+		closeNow(c.ws, websocket.CloseGoingAway, "gateway shutting down")
+		c.cancel()
+		c.sub.Close()
+		return
+	}
 	defer c.s.conns.Done()
 	defer c.s.unlinger(c)
 	c.s.browsers.Add(1)

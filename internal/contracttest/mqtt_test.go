@@ -149,6 +149,12 @@ func TestMQTT(t *testing.T) {
 	live.wait(t, 0, 10*time.Second, "relays/relay1", topicIs("esp32gw/relays/relay1"))
 
 	t.Run("retained state for a new subscriber", func(t *testing.T) {
+		// The states are published once after the connect (a subscriber
+		// that was already there sees them live, not retained): wait until
+		// each has been published, then a new subscriber must get it retained.
+		for _, topic := range []string{"demo/status", "relays/status", "climate/status", "lb/status", "demo/meta", "demo/count"} {
+			live.wait(t, 0, 10*time.Second, topic, topicIs("esp32gw/"+topic))
+		}
 		w := newWatcher(t, b, "esp32gw/#")
 		retained := func(topic string) mqttMsg {
 			m, _ := w.wait(t, 0, 5*time.Second, "retained "+topic, func(m mqttMsg) bool { return m.topic == topic && m.retained })

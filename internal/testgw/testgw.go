@@ -107,7 +107,14 @@ func Start(t testing.TB, configYAML string) *Gateway {
 		t.Fatal(err)
 	}
 	g.start()
-	t.Cleanup(func() { g.Kill() })
+	t.Cleanup(func() {
+		g.Kill()
+		// The binary is built with -race when the tests are: a race it
+		// found fails the test that ran it, with the report.
+		if logs := g.Logs(); strings.Contains(logs, "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in esp32gw:\n%s", logs[strings.Index(logs, "WARNING: DATA RACE"):])
+		}
+	})
 	return g
 }
 
