@@ -19,6 +19,10 @@ const browserSendBuffer = 512 << 10
 type sendQueue struct {
 	raw   syscall.RawConn
 	limit int // bytes waiting beyond this: the browser has fallen behind
+	// bound is an upper bound of the backlog: the last one read plus what
+	// was written since (the backlog only grows by our writes). While it
+	// stays under limit, no system call is needed to know the browser keeps up.
+	bound int
 }
 
 // newSendQueue returns nil where the socket does not tell (not TCP).
@@ -58,14 +62,27 @@ func (q *sendQueue) backlog() int {
 // drainPoll is how often a browser over its backlog limit is looked at again.
 const drainPoll = 10 * time.Millisecond
 
-// drains waits until the browser's backlog is under the limit, for at most
-// wait (or until stop is closed); false means it did not take its data.
-// A burst can fill the socket of a browser that keeps up; one that keeps
-// the backlog up for the whole write deadline has fallen behind.
-func (q *sendQueue) drains(wait time.Duration, stop <-chan struct{}) bool {
-	if q.backlog() <= q.limit {
-		return true
+// room reports whether n more bytes may be written: it waits until the
+// browser's backlog is under the limit, for at most wait (or until stop is
+// closed); false means the browser did not take its data. A burst can fill
+// the socket of a browser that keeps up; one that keeps the backlog up for
+// the whole write deadline has fallen behind. The backlog is read only
+// when the bound says it might be over the limit, so a browser that keeps
+// up costs a system call per limit's worth of bytes, not per frame.
+func (q *sendQueue) room(n int, wait time.Duration, stop <-chan struct{}) bool {
+	if q.bound+n > q.limit {
+		q.bound = q.backlog()
+		if q.bound > q.limit && !q.drains(wait, stop) {
+			return false
+		}
 	}
+	q.bound += n
+	return true
+}
+
+// drains waits until the backlog is under the limit, for at most wait (or
+// until stop is closed).
+func (q *sendQueue) drains(wait time.Duration, stop <-chan struct{}) bool {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(drainPoll)
@@ -77,7 +94,7 @@ func (q *sendQueue) drains(wait time.Duration, stop <-chan struct{}) bool {
 		case <-stop:
 			return false
 		case <-tick.C:
-			if q.backlog() <= q.limit {
+			if q.bound = q.backlog(); q.bound <= q.limit {
 				return true
 			}
 		}

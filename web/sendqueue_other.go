@@ -9,10 +9,10 @@ import (
 
 // sendQueue is only measured on Linux; elsewhere a browser that falls
 // behind is found by its queue length and write deadline alone.
-type sendQueue struct{ limit int }
+type sendQueue struct{}
 
 func newSendQueue(net.Conn) *sendQueue { return nil }
 
 func (q *sendQueue) backlog() int { return 0 }
 
-func (q *sendQueue) drains(time.Duration, <-chan struct{}) bool { return true }
+func (q *sendQueue) room(int, time.Duration, <-chan struct{}) bool { return true }

@@ -266,7 +266,7 @@ func (c *conn) writeLoop(first []*gateway.Message) {
 		if !ok {
 			return true
 		}
-		if queue != nil && !queue.drains(browserWriteWait, c.sub.Done()) {
+		if queue != nil && !queue.room(frameBound(m), browserWriteWait, c.sub.Done()) {
 			select {
 			case <-c.sub.Done(): // shutdown, or the hub found it behind (and counted it)
 				lingering = c.closeForSubscription()
@@ -337,6 +337,15 @@ func (c *conn) closeForSubscription() bool {
 		closeNow(c.ws, websocket.CloseNormalClosure, "")
 	}
 	return false
+}
+
+// frameBound is at least the size of m's frame as any renderer writes it:
+// the /ws frame (Data) or a compatibility frame (label and value, also the
+// only fields of the compatibility endpoint's initial messages), plus the
+// largest WebSocket header. Over-estimating only costs an early look at the
+// socket's backlog.
+func frameBound(m *gateway.Message) int {
+	return len(m.Data) + len(m.Label) + len(m.Value) + 32
 }
 
 // closeSlow closes a browser that fell behind with 1013; it resumes with ?since=.
