@@ -242,10 +242,12 @@ func TestSilentBoardGoesOfflineAndCommandsFailFast(t *testing.T) {
 }
 
 func TestPingsAndPongsKeepAQuietBoardOnline(t *testing.T) {
-	const ping, silence = 20 * time.Millisecond, 200 * time.Millisecond
+	// A silence timeout well above scheduling hiccups of a loaded -race run,
+	// watched for twice its length: without pongs the board would go offline.
+	const ping, silence = 50 * time.Millisecond, time.Second
 	f := start(t, boardlink.Options{PingPeriod: ping, SilenceTimeout: silence})
 	f.readBoard() // answers pings, sends no data
-	deadline := time.Now().Add(5 * silence)
+	deadline := time.Now().Add(2 * silence)
 	for time.Now().Before(deadline) {
 		if !f.state(t).Online {
 			t.Fatal("a board that answers pings went offline")
