@@ -48,7 +48,7 @@ func newTestHub(t testing.TB, o Options, devs ...DeviceInfo) *Hub {
 // nopSend accepts every command at once.
 func nopSend(context.Context, Command) error { return nil }
 
-func mustAttach(t testing.TB, h *Hub, id string, send SendFunc) *Link {
+func mustAttach(t testing.TB, h *Hub, id string, send SendFunc) Link {
 	t.Helper()
 	if send == nil {
 		send = nopSend

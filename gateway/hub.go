@@ -31,7 +31,7 @@ const (
 	// opens late is shown first.
 	RecentLogLines = 50
 	// MaxReadingsPerFrame bounds the readings of one board frame (as
-	// adapters/wire does); a subscriber's channel holds its queue length plus
+	// gateway/wire does); a subscriber's channel holds its queue length plus
 	// one such frame.
 	MaxReadingsPerFrame = 1024
 	// MaxLabelLen bounds a label's length in bytes.
@@ -90,7 +90,7 @@ type Counters struct {
 type device struct {
 	info       DeviceInfo
 	allowed    map[string]bool
-	link       *Link
+	link       *hubLink
 	attached   bool // has ever been attached: later attaches count as reconnects
 	reason     string
 	lastSeen   time.Time
@@ -248,7 +248,7 @@ func (h *Hub) Device(id string) (DeviceInfo, bool) {
 }
 
 // Attach implements Sink.
-func (h *Hub) Attach(id string, send SendFunc) (*Link, error) {
+func (h *Hub) Attach(id string, send SendFunc) (Link, error) {
 	if send == nil {
 		return nil, fmt.Errorf("attach %s: nil send function", id)
 	}
@@ -265,7 +265,7 @@ func (h *Hub) Attach(id string, send SendFunc) (*Link, error) {
 		d.link.dead.Store(true)
 	}
 	h.linkGen++
-	l := &Link{hub: h, dev: d, id: id, send: send, gen: h.linkGen}
+	l := &hubLink{hub: h, dev: d, id: id, send: send, gen: h.linkGen}
 	d.link = l
 	if d.attached {
 		d.reconnects++
@@ -277,9 +277,8 @@ func (h *Hub) Attach(id string, send SendFunc) (*Link, error) {
 	return l, nil
 }
 
-// Link is one live board link as the core sees it. Its methods are safe for
-// concurrent use and become no-ops once the link is detached or replaced.
-type Link struct {
+// hubLink is the hub's Link: one live board link as the core sees it.
+type hubLink struct {
 	hub  *Hub
 	dev  *device
 	id   string
@@ -289,11 +288,11 @@ type Link struct {
 }
 
 // Device is the id of the device this link serves.
-func (l *Link) Device() string { return l.id }
+func (l *hubLink) Device() string { return l.id }
 
 // Publish hands the board's readings to the core. Readings with a bad label
 // or value are dropped and counted.
-func (l *Link) Publish(rs ...Reading) {
+func (l *hubLink) Publish(rs ...Reading) {
 	if l.dead.Load() {
 		return
 	}
@@ -302,7 +301,7 @@ func (l *Link) Publish(rs ...Reading) {
 
 // Log hands a console line (serial boot messages, debugging prints) to
 // subscribers that asked for logs. It never becomes an event.
-func (l *Link) Log(line string) {
+func (l *hubLink) Log(line string) {
 	if l.dead.Load() {
 		return
 	}
@@ -312,7 +311,7 @@ func (l *Link) Log(line string) {
 // Malformed counts a frame or line from the board that could not be used.
 // It reports whether the caller should log it now (at most once a second per
 // device, so a babbling board cannot flood the log).
-func (l *Link) Malformed() (logNow bool) {
+func (l *hubLink) Malformed() (logNow bool) {
 	l.hub.counters.Malformed.Add(1)
 	h := l.hub
 	h.mu.Lock()
@@ -327,7 +326,7 @@ func (l *Link) Malformed() (logNow bool) {
 }
 
 // Seen records that the board showed a sign of life (a pong) without data.
-func (l *Link) Seen() {
+func (l *hubLink) Seen() {
 	if l.dead.Load() {
 		return
 	}
@@ -342,7 +341,7 @@ func (l *Link) Seen() {
 // Detach reports that the link went down; reason says why and reaches
 // browsers in the status event. Detaching twice, or after the link was
 // replaced, does nothing.
-func (l *Link) Detach(reason string) {
+func (l *hubLink) Detach(reason string) {
 	if l.dead.Swap(true) {
 		return
 	}
@@ -362,7 +361,7 @@ func (l *Link) Detach(reason string) {
 	}
 }
 
-func (h *Hub) publish(l *Link, rs []Reading) {
+func (h *Hub) publish(l *hubLink, rs []Reading) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := l.dev
@@ -417,7 +416,7 @@ func (h *Hub) publish(l *Link, rs []Reading) {
 	h.broadcastLocked(msgs...)
 }
 
-func (h *Hub) logLine(l *Link, line string) {
+func (h *Hub) logLine(l *hubLink, line string) {
 	line = Truncate(toValidUTF8(line), 4096)
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -168,22 +168,22 @@ func TestSnapshot(t *testing.T) {
 // sending a snapshot, the replay must be exactly the events (and status
 // changes) that followed event since.
 func TestSubscribeSince(t *testing.T) {
-	type step func(h *Hub, links map[string]*Link)
+	type step func(h *Hub, links map[string]Link)
 	pub := func(dev string, n int) step {
-		return func(h *Hub, links map[string]*Link) {
+		return func(h *Hub, links map[string]Link) {
 			for i := 0; i < n; i++ {
 				links[dev].Publish(r("v", fmt.Sprint(i)))
 			}
 		}
 	}
 	flap := func(dev string) step {
-		return func(h *Hub, links map[string]*Link) {
+		return func(h *Hub, links map[string]Link) {
 			links[dev].Detach("flap")
 			links[dev], _ = h.Attach(dev, nopSend)
 		}
 	}
 	repeat := func(n int, steps ...step) step {
-		return func(h *Hub, links map[string]*Link) {
+		return func(h *Hub, links map[string]Link) {
 			for i := 0; i < n; i++ {
 				for _, s := range steps {
 					s(h, links)
@@ -210,7 +210,7 @@ func TestSubscribeSince(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newTestHub(t, Options{}, DeviceInfo{ID: "a"}, DeviceInfo{ID: "b"})
 			truth, _ := mustSubscribe(t, h, -1, 1<<20)
-			links := map[string]*Link{"a": mustAttach(t, h, "a", nil), "b": mustAttach(t, h, "b", nil)}
+			links := map[string]Link{"a": mustAttach(t, h, "a", nil), "b": mustAttach(t, h, "b", nil)}
 			tt.run(h, links)
 			var log []*Message // events and statuses in the order subscribers saw them
 			for _, m := range drain(truth) {

@@ -56,10 +56,34 @@ type Sink interface {
 	// returned Link publishes the board's readings and must be detached when
 	// the link goes down. Attaching a device that already has a link replaces
 	// that link (the old Link's methods become no-ops).
-	Attach(device string, send SendFunc) (*Link, error)
+	Attach(device string, send SendFunc) (Link, error)
 	// SetOfflineReason says why an offline device cannot be reached (a
 	// failing redial); browsers see a status event when the reason changes.
 	SetOfflineReason(device, reason string)
+}
+
+// Link is one live board link as the core sees it: what a transport calls
+// while the link is up. Its methods are safe for concurrent use, never block
+// long, and become no-ops once the link is detached or replaced.
+type Link interface {
+	// Device is the id of the device this link serves.
+	Device() string
+	// Publish hands the board's readings to the core. Readings with a bad
+	// label or value are dropped and counted.
+	Publish(rs ...Reading)
+	// Log hands a console line (serial boot messages, debugging prints) to
+	// subscribers that asked for logs. It never becomes an event.
+	Log(line string)
+	// Malformed counts a frame or line from the board that could not be
+	// used. It reports whether the caller should log it now (at most once a
+	// second per device, so a babbling board cannot flood the log).
+	Malformed() (logNow bool)
+	// Seen records that the board showed a sign of life (a pong) without data.
+	Seen()
+	// Detach reports that the link went down; reason says why and reaches
+	// browsers in the status event. Detaching twice, or after the link was
+	// replaced, does nothing.
+	Detach(reason string)
 }
 
 // DeviceInfo describes a device as browsers and other gateways see it.

@@ -6,8 +6,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/wire"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/gateway/wire"
 )
 
 // handleCompat serves GET /ws/devices/{id}: the board's own dialect, so a page

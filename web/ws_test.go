@@ -28,7 +28,7 @@ type rig struct {
 	hub  *gateway.Hub
 	srv  *web.Server
 	http *httptest.Server
-	link *gateway.Link
+	link gateway.Link
 	cmds chan gateway.Command
 	send func(ctx context.Context, c gateway.Command) error
 }

@@ -540,7 +540,7 @@ type remoteDev struct {
 	gateway      string
 	added        bool // meta seen and the device is in the hub
 	online       bool
-	link         *gateway.Link
+	link         gateway.Link
 	values       map[string]json.RawMessage // latest values not yet in the hub
 	order        []string
 }

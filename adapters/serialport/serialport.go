@@ -27,6 +27,9 @@ import (
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
+// The core starts and stops a Port through gateway.Transport.
+var _ gateway.Transport = (*Port)(nil)
+
 // Timing and size limits. The contract fixes the line limit, the retry
 // bounds and "offline within 1 s" of an unplug (the read error is immediate).
 const (

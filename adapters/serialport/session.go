@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/esp32gw/esp32gw/adapters/wire"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/gateway/wire"
 )
 
 // item is what the reader hands the session loop, in stream order: a line,
@@ -109,7 +109,7 @@ func (p *Port) serve(ctx context.Context, sink gateway.Sink, c *conn) (reason st
 // handle routes one line: JSON readings to the hub, anything else to the
 // device's console. A line that looks like JSON but is not is counted as
 // malformed and still shown in the console, where the user debugs.
-func (p *Port) handle(link *gateway.Link, line []byte) {
+func (p *Port) handle(link gateway.Link, line []byte) {
 	rs, err := wire.Parse(line)
 	if len(rs) > 0 {
 		link.Publish(rs...)

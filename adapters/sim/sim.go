@@ -1,7 +1,7 @@
 // Package sim provides simulated boards that behave like real ones, so a fresh
 // checkout shows live data and tests have a board without hardware. A
 // simulated board produces the same bytes a real board sends and hands them
-// through adapters/wire and the gateway.Sink like any other transport; it
+// through gateway/wire and the gateway.Sink like any other transport; it
 // receives commands as the bytes its command_format produces. Each Board runs
 // one goroutine, owned by Run, which returns when its context ends.
 package sim
@@ -15,9 +15,12 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/esp32gw/esp32gw/adapters/wire"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/gateway/wire"
 )
+
+// The core starts and stops a Board through gateway.Transport.
+var _ gateway.Transport = (*Board)(nil)
 
 // Board is one simulated board.
 type Board struct {

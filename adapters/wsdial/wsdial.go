@@ -1,7 +1,7 @@
 // Package wsdial keeps a WebSocket link to a board's own server: the gateway
 // dials ws://BOARD/ws, so an unmodified ESPAsyncWebServer tutorial sketch
 // works as it is. The link itself (keepalive, limits, commands) is
-// adapters/boardlink; this package dials, and redials with jittered
+// adapters/internal/boardlink; this package dials, and redials with jittered
 // exponential backoff for as long as its context lives.
 //
 // Run owns every goroutine it starts (the link's reader) and returns only
@@ -20,9 +20,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/boardlink"
+	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
 )
+
+// The core starts and stops a Dialer through gateway.Transport.
+var _ gateway.Transport = (*Dialer)(nil)
 
 // Reconnect policy (DESIGN.md: first retry within 1 s, jittered exponential
 // backoff, cap 30 s, never gives up).

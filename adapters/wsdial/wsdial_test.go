@@ -13,8 +13,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/boardlink/boardtest"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/boardtest"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 

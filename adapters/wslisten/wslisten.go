@@ -2,7 +2,7 @@
 // GET /device/{id}, for every ws-listen device. A board proves itself with
 // its device token (Authorization: Bearer TOKEN, or ?token=TOKEN); Origin is
 // ignored, since Arduino WebSocket clients send "Origin: file://". The link
-// itself (keepalive, limits, commands) is adapters/boardlink.
+// itself (keepalive, limits, commands) is adapters/internal/boardlink.
 //
 // Each board link runs in the HTTP handler's goroutine plus the link's
 // reader. Run owns them all: when its context ends it closes every board
@@ -21,9 +21,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/boardlink"
+	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
 )
+
+// The core starts and stops a Listener through gateway.Transport.
+var _ gateway.Transport = (*Listener)(nil)
 
 // refusalLogEvery is how often a refused id is logged at Warn.
 const refusalLogEvery = time.Minute

@@ -12,9 +12,9 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/boardlink"
-	"github.com/esp32gw/esp32gw/adapters/boardlink/boardtest"
+	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/boardtest"
 )
 
 const dev = "bench"

@@ -10,7 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/boardlink/boardtest"
+	"github.com/esp32gw/esp32gw/internal/boardtest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 )
 

@@ -34,8 +34,8 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/esp32gw/esp32gw/adapters/wire"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/gateway/wire"
 )
 
 // Contract numbers (DESIGN.md). Options can shorten them for tests.
@@ -121,7 +121,7 @@ func (o *Options) defaults() {
 type Link struct {
 	o     Options
 	conn  *websocket.Conn
-	glink *gateway.Link
+	glink gateway.Link
 	log   *slog.Logger
 
 	cmds chan *cmdReq  // unbuffered: a command is handed straight to the writer

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/esp32gw/esp32gw/adapters/wire"
+	"github.com/esp32gw/esp32gw/gateway/wire"
 )
 
 // item is one result of LineReader.Next: a line or ErrLineTooLong.
