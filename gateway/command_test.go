@@ -133,13 +133,13 @@ func TestCommandRateLimit(t *testing.T) {
 				t.Fatalf("command %d: %v", i, err)
 			}
 		}
-		if ok != int(commandBurst) {
-			t.Errorf("%d of 100 commands in a burst accepted, want %v", ok, commandBurst)
+		if ok != int(CommandBurst) {
+			t.Errorf("%d of 100 commands in a burst accepted, want %v", ok, CommandBurst)
 		}
 		if err := h.Command(context.Background(), "b", toggle); err != nil {
 			t.Errorf("another device was rate-limited too: %v", err)
 		}
-		time.Sleep(time.Second / commandRate) // fake time: refill one token
+		time.Sleep(time.Second / CommandRate) // fake time: refill one token
 		if err := h.Command(context.Background(), "a", toggle); err != nil {
 			t.Errorf("after one refill period: %v", err)
 		}
@@ -153,8 +153,8 @@ func TestCommandRateLimit(t *testing.T) {
 				ok++
 			}
 		}
-		if ok != int(commandBurst) {
-			t.Errorf("after a long pause %d accepted, want the burst %v (tokens must be capped)", ok, commandBurst)
+		if ok != int(CommandBurst) {
+			t.Errorf("after a long pause %d accepted, want the burst %v (tokens must be capped)", ok, CommandBurst)
 		}
 	})
 }

@@ -38,10 +38,6 @@ const (
 	MaxLabelLen = 128
 	// DefaultQueueLen is a subscriber's queue: about 256 messages (contract).
 	DefaultQueueLen = 256
-	// Per-device command rate: a burst of commandBurst, refilled at
-	// commandRate per second, so a runaway script cannot flood a board.
-	commandRate  = 20.0
-	commandBurst = 40.0
 )
 
 // Options configure a Hub. The zero value of every field has a sensible default.
@@ -99,8 +95,7 @@ type device struct {
 	labelOrder []string
 	events     uint64
 	malformed  uint64
-	tokens     float64
-	tokensAt   time.Time
+	commands   TokenBucket // per-device command rate
 	lastBadLog time.Time
 	logs       []*Message // the last RecentLogLines console lines
 }
@@ -184,7 +179,7 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 			return nil // a remote gateway re-announcing: nothing changed, nothing to tell
 		}
 	} else {
-		d = &device{labels: map[string]*labelState{}, tokens: commandBurst, reason: "not connected yet"}
+		d = &device{labels: map[string]*labelState{}, commands: NewTokenBucket(CommandRate, CommandBurst), reason: "not connected yet"}
 		h.devices[info.ID] = d
 		h.order = append(h.order, info.ID)
 	}
@@ -818,19 +813,10 @@ func (h *Hub) Command(ctx context.Context, id string, c Command) (err error) {
 		h.mu.Unlock()
 		return fmt.Errorf("device %s: %w", id, ErrOffline)
 	}
-	now := h.now()
-	if !d.tokensAt.IsZero() {
-		d.tokens += now.Sub(d.tokensAt).Seconds() * commandRate
-		if d.tokens > commandBurst {
-			d.tokens = commandBurst
-		}
-	}
-	d.tokensAt = now
-	if d.tokens < 1 {
+	if !d.commands.Allow(h.now()) {
 		h.mu.Unlock()
 		return fmt.Errorf("device %s: %w", id, ErrRateLimited)
 	}
-	d.tokens--
 	h.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(ctx, CommandTimeout)

@@ -21,7 +21,7 @@ var (
 )
 
 // CommandTimeout bounds how long a command may wait for the board link to
-// write it; the contract promises an answer within 2 s.
+// write it, below CommandAnswerWithin so the answer is on time.
 const CommandTimeout = 1800 * time.Millisecond
 
 // Reading is one labelled value from a board. Value is compact, valid JSON.

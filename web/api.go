@@ -27,24 +27,23 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// statusFor maps the core's sentinel errors to HTTP statuses.
+// httpStatus is the HTTP status of each error code (DESIGN.md, HTTP API).
+var httpStatus = map[gateway.Code]int{
+	gateway.CodeBadCommand:    http.StatusBadRequest,
+	gateway.CodeNotAllowed:    http.StatusForbidden,
+	gateway.CodeUnknownDevice: http.StatusNotFound,
+	gateway.CodeOffline:       http.StatusConflict,
+	gateway.CodeRateLimited:   http.StatusTooManyRequests,
+	gateway.CodeTimeout:       http.StatusGatewayTimeout,
+	gateway.CodeShutdown:      http.StatusServiceUnavailable,
+}
+
+// statusFor maps an error from the core to its HTTP status.
 func statusFor(err error) int {
-	switch {
-	case errors.Is(err, gateway.ErrBadCommand):
-		return http.StatusBadRequest
-	case errors.Is(err, gateway.ErrNotAllowed):
-		return http.StatusForbidden
-	case errors.Is(err, gateway.ErrUnknownDevice):
-		return http.StatusNotFound
-	case errors.Is(err, gateway.ErrOffline):
-		return http.StatusConflict
-	case errors.Is(err, gateway.ErrRateLimited):
-		return http.StatusTooManyRequests
-	case errors.Is(err, gateway.ErrTimeout):
-		return http.StatusGatewayTimeout
-	default:
-		return http.StatusBadGateway
+	if st, ok := httpStatus[gateway.CodeOf(err)]; ok {
+		return st
 	}
+	return http.StatusBadGateway
 }
 
 func (s *Server) handleDevices(w http.ResponseWriter, r *http.Request) {
@@ -128,7 +127,7 @@ func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.hub.Command(r.Context(), id, gateway.Command{Label: c.Label, Value: c.Value}); err != nil {
-		writeError(w, statusFor(err), describe(id, err))
+		writeError(w, statusFor(err), gateway.Describe(id, err))
 		return
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -24,10 +24,9 @@ const (
 	browserPongWait   = 35 * time.Second // read deadline, extended by every pong or message
 	browserPingPeriod = 25 * time.Second // must be shorter than browserPongWait
 	slowCloseWait     = 10 * time.Second // a slow browser's time to read its backlog and answer 1013
-	// Commands per socket: a burst of 40, refilled at 20/s; at most 16 waiting
-	// for their boards at once.
-	socketCommandRate    = 20.0
-	socketCommandBurst   = 40.0
+	// Commands per socket: the same rate as one device takes
+	// (gateway.CommandRate after a burst of gateway.CommandBurst); at most
+	// 16 waiting for their boards at once.
 	maxPendingCommands   = 16
 	maxBrowserConnsTotal = 2000 // beyond this, new /ws upgrades get 503
 )
@@ -123,9 +122,8 @@ type conn struct {
 	cmds       sync.WaitGroup // command goroutines
 	sem        chan struct{}
 
-	tokens   float64 // command rate limit; reader goroutine only
-	tokensAt time.Time
-	logsOn   bool // the browser subscribed to console lines; reader goroutine only
+	commands gateway.TokenBucket // command rate limit; reader goroutine only
+	logsOn   bool                // the browser subscribed to console lines; reader goroutine only
 }
 
 type closeMsg struct {
@@ -139,7 +137,7 @@ func (s *Server) newConn(ws *websocket.Conn, sub *gateway.Subscription, render f
 		s: s, ws: ws, sub: sub, render: render, ctx: ctx, cancel: cancel,
 		replies: make(chan []byte, 32), closeReq: make(chan closeMsg, 1),
 		wrote: make(chan struct{}), sem: make(chan struct{}, maxPendingCommands),
-		tokens: socketCommandBurst,
+		commands: gateway.NewTokenBucket(gateway.CommandRate, gateway.CommandBurst),
 	}
 }
 
@@ -427,8 +425,8 @@ func (c *conn) command(id json.RawMessage, m browserMessage) {
 		c.reply(errorReply(id, `bad command: "value" is required`))
 		return
 	}
-	if !c.allowCommand() {
-		c.reply(errorReply(id, fmt.Sprintf("rate-limited: at most %d commands per second", int(socketCommandRate))))
+	if !c.commands.Allow(time.Now()) {
+		c.reply(errorReply(id, fmt.Sprintf("rate-limited: at most %d commands per second", int(gateway.CommandRate))))
 		return
 	}
 	select {
@@ -443,43 +441,11 @@ func (c *conn) command(id json.RawMessage, m browserMessage) {
 		defer func() { <-c.sem }()
 		err := c.s.hub.Command(c.ctx, m.Device, gateway.Command{Label: m.Label, Value: m.Value})
 		if err != nil {
-			c.reply(errorReply(id, describe(m.Device, err)))
+			c.reply(errorReply(id, gateway.Describe(m.Device, err)))
 			return
 		}
 		c.reply(ackReply(id))
 	}()
-}
-
-func (c *conn) allowCommand() bool {
-	now := time.Now()
-	if !c.tokensAt.IsZero() {
-		c.tokens += now.Sub(c.tokensAt).Seconds() * socketCommandRate
-		if c.tokens > socketCommandBurst {
-			c.tokens = socketCommandBurst
-		}
-	}
-	c.tokensAt = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
-}
-
-// describe turns a command error into the sentence a user reads.
-func describe(device string, err error) string {
-	switch {
-	case errors.Is(err, gateway.ErrUnknownDevice):
-		return "unknown device " + device
-	case errors.Is(err, gateway.ErrOffline):
-		return "device " + device + " is offline"
-	case errors.Is(err, gateway.ErrRateLimited):
-		return "rate-limited: device " + device + " takes at most 20 commands per second"
-	case errors.Is(err, gateway.ErrTimeout):
-		return "device " + device + " did not take the command within 2 s"
-	default:
-		return err.Error()
-	}
 }
 
 func ackReply(id json.RawMessage) []byte {

@@ -255,7 +255,7 @@ func TestOnMessageQueues(t *testing.T) {
 		if !ok {
 			break
 		}
-		if m.topic == "esp32gw/mine/set/led/result" && string(m.payload) == `{"ok":false,"error":"gateway busy"}` {
+		if m.topic == "esp32gw/mine/set/led/result" && string(m.payload) == `{"ok":false,"error":"gateway busy","code":"rate_limited"}` {
 			busy++
 		}
 	}

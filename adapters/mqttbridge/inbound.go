@@ -39,17 +39,9 @@ type setMsg struct {
 // Errors of the bridge's own command queueing. They unwrap to the core's
 // sentinels so HTTP and other gateways map them as usual.
 var (
-	errBusy          = &busyError{"gateway busy", gateway.ErrRateLimited}
-	errWaitedTooLong = &busyError{"gateway busy: the command waited too long", gateway.ErrTimeout}
+	errBusy          = &gateway.UserError{Text: "gateway busy", Err: gateway.ErrRateLimited}
+	errWaitedTooLong = &gateway.UserError{Text: "gateway busy: the command waited too long", Err: gateway.ErrTimeout}
 )
-
-type busyError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *busyError) Error() string { return e.msg }
-func (e *busyError) Unwrap() error { return e.sentinel }
 
 // onMessage is paho's handler for every incoming message. It never blocks:
 // a result wakes its waiter; a set message goes to the bounded command
@@ -475,7 +467,7 @@ func (b *Bridge) answer(dev, label string, err error) {
 	} else {
 		b.m.commandsErr.Add(1)
 	}
-	b.out.push(&outMsg{topic: b.resultTopic(dev, label), payload: resultPayload(err), qos: 1}, true)
+	b.out.push(&outMsg{topic: b.resultTopic(dev, label), payload: resultPayload(dev, err), qos: 1}, true)
 }
 
 // waiters are commands sent to other gateways, waiting for their result
@@ -690,8 +682,9 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 		select {
 		case p := <-w.ch:
 			var res struct {
-				OK    bool   `json:"ok"`
-				Error string `json:"error"`
+				OK    bool         `json:"ok"`
+				Error string       `json:"error"`
+				Code  gateway.Code `json:"code"`
 			}
 			if err := json.Unmarshal(p, &res); err != nil {
 				return fmt.Errorf("gateway %s answered %s with a malformed result: %w", gw, rt, err)
@@ -699,7 +692,7 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 			if res.OK {
 				return nil
 			}
-			return remoteError(gw, res.Error)
+			return remoteError(gw, res.Error, res.Code)
 		case <-t.C:
 			return fmt.Errorf("%w: gateway %s sent no result on %s within %v", gateway.ErrTimeout, gw, rt, b.resultTimeout)
 		case <-ctx.Done():
@@ -708,34 +701,12 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 	}
 }
 
-// remoteError keeps the meaning of another gateway's error text: when it
-// names one of the core's sentinel errors, the result wraps that sentinel so
-// browsers and HTTP clients see the same status as for a local device.
-func remoteError(gw, text string) error {
-	e := &remoteErr{msg: "gateway " + gw + ": " + text}
-	switch {
-	case strings.HasPrefix(text, errWaitedTooLong.msg):
-		e.sentinel = errWaitedTooLong.sentinel
-		return e
-	case strings.HasPrefix(text, errBusy.msg):
-		e.sentinel = errBusy.sentinel
-		return e
+// remoteError is another gateway's answer as an error here: its code gives
+// the core's sentinel, so browsers and HTTP clients see the same status and
+// sentence as for a local device; its text stays in the error for logs.
+func remoteError(gw, text string, code gateway.Code) error {
+	if s := gateway.Sentinel(code); s != nil {
+		return fmt.Errorf("gateway %s: %s: %w", gw, text, s)
 	}
-	for _, s := range []error{gateway.ErrOffline, gateway.ErrNotAllowed, gateway.ErrUnknownDevice, gateway.ErrRateLimited, gateway.ErrTimeout, gateway.ErrBadCommand} {
-		if strings.Contains(text, s.Error()) {
-			e.sentinel = s
-			break
-		}
-	}
-	return e
+	return fmt.Errorf("gateway %s: %s", gw, text)
 }
-
-// remoteErr is another gateway's error text, unwrapping to the sentinel
-// it names (if any).
-type remoteErr struct {
-	msg      string
-	sentinel error
-}
-
-func (e *remoteErr) Error() string { return e.msg }
-func (e *remoteErr) Unwrap() error { return e.sentinel }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/esp32gw/esp32gw/gateway"
 )
 
 // Topic names under the configured prefix (DESIGN.md, "MQTT topics").
@@ -133,14 +135,16 @@ func commandValue(payload []byte) json.RawMessage {
 	return v
 }
 
-// resultPayload is the answer to one MQTT command.
-func resultPayload(err error) []byte {
+// resultPayload is the answer to one MQTT command for device: the same
+// sentence as on /ws and HTTP, and the error's stable code.
+func resultPayload(device string, err error) []byte {
 	if err == nil {
 		return []byte(`{"ok":true}`)
 	}
 	b, _ := json.Marshal(struct {
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	}{false, err.Error()})
+		OK    bool         `json:"ok"`
+		Error string       `json:"error"`
+		Code  gateway.Code `json:"code"`
+	}{false, gateway.Describe(device, err), gateway.CodeOf(err)})
 	return b
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,6 +24,7 @@ import (
 	"go.bug.st/serial/enumerator"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/backoff"
 )
 
 // The core starts and stops a Port through gateway.Transport.
@@ -124,7 +124,7 @@ func (p *Port) Run(ctx context.Context, sink gateway.Sink) error {
 			p.log.Warn("serial link lost; re-opening", "addr", c.path, "reason", reason)
 			attempt = 0 // every loss gets a first retry within 1 s
 		}
-		if !p.waitRetry(ctx, backoff(attempt)) {
+		if !p.waitRetry(ctx, retry.Delay(attempt)) {
 			return nil
 		}
 		attempt++
@@ -132,15 +132,9 @@ func (p *Port) Run(ctx context.Context, sink gateway.Sink) error {
 	return nil
 }
 
-// backoff is the jittered delay before re-open attempt n (0-based): between
-// half and all of firstRetry·2ⁿ, capped at maxRetry.
-func backoff(n int) time.Duration {
-	d := maxRetry
-	if n < 6 {
-		d = min(firstRetry<<n, maxRetry)
-	}
-	return d/2 + rand.N(d/2+1)
-}
+// retry is the re-open delay policy: the first re-open 0.3–0.6 s after the
+// loss, doubling up to maxRetry.
+var retry = backoff.Policy{Base: firstRetry, Cap: maxRetry}
 
 // waitRetry waits d, or less when the port was missing and appears. It
 // reports false when ctx ended.

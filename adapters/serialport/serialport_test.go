@@ -578,7 +578,7 @@ func TestBackoffBounds(t *testing.T) {
 	for n := range 12 {
 		d := min(firstRetry<<min(n, 6), maxRetry)
 		for range 50 {
-			got := backoff(n)
+			got := retry.Delay(n)
 			if got < d/2 || got > d {
 				t.Fatalf("backoff(%d) = %v, want within [%v, %v]", n, got, d/2, d)
 			}
@@ -586,11 +586,11 @@ func TestBackoffBounds(t *testing.T) {
 	}
 	for range 200 {
 		// Contract: first retry within 1 s, with room to see the loss.
-		if got := backoff(0); got < 250*time.Millisecond || got > 600*time.Millisecond {
+		if got := retry.Delay(0); got < 250*time.Millisecond || got > 600*time.Millisecond {
 			t.Fatalf("first retry after %v, want within [250ms, 600ms]", got)
 		}
 	}
-	if backoff(100) > maxRetry {
+	if retry.Delay(100) > maxRetry {
 		t.Error("backoff above the 30 s cap")
 	}
 }

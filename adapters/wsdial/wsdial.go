@@ -22,6 +22,7 @@ import (
 
 	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/backoff"
 )
 
 // The core starts and stops a Dialer through gateway.Transport.
@@ -57,9 +58,10 @@ type Dialer struct {
 	log *slog.Logger
 
 	// Timing, defaulting to the constants above; tests shorten them.
-	firstJitter, base, max, healthy time.Duration
-	link                            boardlink.Options
-	dialer                          websocket.Dialer
+	firstJitter, healthy time.Duration
+	retry                backoff.Policy
+	link                 boardlink.Options
+	dialer               websocket.Dialer
 }
 
 // New returns a Dialer for a ws-dial device.
@@ -74,8 +76,7 @@ func New(cfg gateway.DeviceConfig, log *slog.Logger) *Dialer {
 		cfg:         cfg,
 		log:         log.With("device", cfg.ID, "transport", gateway.TransportWSDial, "addr", cfg.URL),
 		firstJitter: FirstDialJitter,
-		base:        BackoffBase,
-		max:         BackoffCap,
+		retry:       backoff.Policy{Base: BackoffBase, Cap: BackoffCap},
 		healthy:     HealthyAfter,
 		link: boardlink.Options{
 			Device:    cfg.ID,
@@ -135,7 +136,7 @@ func (d *Dialer) Run(ctx context.Context, s gateway.Sink) error {
 				fails = 0
 			}
 		}
-		delay := d.backoff(fails)
+		delay := d.retry.Delay(fails)
 		fails++
 		if !sleep(ctx, delay) {
 			return nil
@@ -162,20 +163,6 @@ func (d *Dialer) serve(ctx context.Context, s gateway.Sink, conn *websocket.Conn
 	start := time.Now()
 	_ = link.Run(ctx)
 	return time.Since(start), link.Reason(), nil
-}
-
-// backoff is the delay before retry n+1: uniform in [d/2, d] where
-// d = min(base·2^n, max).
-func (d *Dialer) backoff(n int) time.Duration {
-	b := d.base
-	for i := 0; i < n && b < d.max; i++ {
-		b *= 2
-	}
-	if b > d.max {
-		b = d.max
-	}
-	half := b / 2
-	return half + time.Duration(rand.Int64N(int64(b-half)+1))
 }
 
 func dialError(url string, resp *http.Response, err error) error {

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/backoff"
 	"github.com/esp32gw/esp32gw/internal/boardtest"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
@@ -48,7 +49,7 @@ func newRig(t *testing.T, url string, fast bool) *rig {
 	logs := &testutil.SyncBuffer{}
 	d := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if fast {
-		d.firstJitter, d.base, d.max, d.healthy = time.Millisecond, 10*time.Millisecond, 40*time.Millisecond, time.Hour
+		d.firstJitter, d.retry, d.healthy = time.Millisecond, backoff.Policy{Base: 10 * time.Millisecond, Cap: 40 * time.Millisecond}, time.Hour
 		d.link.PingPeriod, d.link.SilenceTimeout, d.link.CloseWait = 50*time.Millisecond, 300*time.Millisecond, 200*time.Millisecond
 		d.dialer.HandshakeTimeout = 500 * time.Millisecond
 	}
@@ -324,7 +325,7 @@ func TestBackoff(t *testing.T) {
 	ms := time.Millisecond
 	for n, want := range []time.Duration{600 * ms, 1200 * ms, 2400 * ms, 4800 * ms, 9600 * ms, 19200 * ms, 30 * time.Second, 30 * time.Second} {
 		for i := 0; i < 200; i++ {
-			got := d.backoff(n)
+			got := d.retry.Delay(n)
 			if got < want/2 || got > want {
 				t.Fatalf("backoff(%d) = %s, want in [%s, %s]", n, got, want/2, want)
 			}
@@ -332,11 +333,11 @@ func TestBackoff(t *testing.T) {
 	}
 	for range 200 {
 		// The contract's first retry within 1 s, with room to see the loss.
-		if got := d.backoff(0); got < 250*ms || got > 600*ms {
+		if got := d.retry.Delay(0); got < 250*ms || got > 600*ms {
 			t.Fatalf("first retry after %s, want within [250ms, 600ms]", got)
 		}
 	}
-	if got := d.backoff(1000); got > BackoffCap {
+	if got := d.retry.Delay(1000); got > BackoffCap {
 		t.Errorf("backoff(1000) = %s over the cap", got)
 	}
 }
@@ -344,7 +345,7 @@ func TestBackoff(t *testing.T) {
 func TestRunStopsDuringBackoff(t *testing.T) {
 	boardtest.LeakCheck(t)
 	r := newRig(t, "ws://127.0.0.1:1/ws", false) // nothing listens there
-	r.d.base, r.d.max = time.Hour, time.Hour
+	r.d.retry = backoff.Policy{Base: time.Hour, Cap: time.Hour}
 	r.run(t)
 	boardtest.WaitFor(t, 5*time.Second, "a failed dial", func() bool {
 		return strings.Contains(r.logs.String(), "cannot reach board")
