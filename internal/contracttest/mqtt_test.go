@@ -225,8 +225,9 @@ func TestMQTT(t *testing.T) {
 	t.Run("not allowed / offline → ok:false with an error", func(t *testing.T) {
 		for _, c := range [][2]string{{"esp32gw/demo/set/led", "explode"}, {"esp32gw/demo/set/led", "1"}, {"esp32gw/lb/set/led", "toggle"}} {
 			r := result(t, c[0], c[1])
-			if r["ok"] != false || str(r, "error") == "" || len(r) != 2 {
-				t.Errorf("%s %q → %v, want {\"ok\":false,\"error\":\"…\"}", c[0], c[1], r)
+			// "code" is additive (docs/contract-notes.md): the error's stable name.
+			if r["ok"] != false || str(r, "error") == "" || len(r) != 3 || (str(r, "code") != "not_allowed" && str(r, "code") != "offline") {
+				t.Errorf("%s %q → %v, want {\"ok\":false,\"error\":\"…\",\"code\":\"not_allowed\"|\"offline\"}", c[0], c[1], r)
 			}
 		}
 	})
