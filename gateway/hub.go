@@ -102,6 +102,7 @@ type device struct {
 
 type labelState struct {
 	last Point
+	kind Kind    // of last, classified once when it arrives
 	hist []Point // ring of labelHist points
 	head int     // index of the oldest point once hist is full
 }
@@ -387,7 +388,7 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 		h.seq++
 		value := append(json.RawMessage(nil), r.Value...)
 		p := Point{Value: value, TS: now, Seq: h.seq}
-		ls.last = p
+		ls.last, ls.kind = p, KindOf(value)
 		if len(ls.hist) < h.labelHist {
 			ls.hist = append(ls.hist, p)
 		} else {
@@ -662,11 +663,12 @@ type DeviceState struct {
 	Malformed uint64 `json:"-"`
 }
 
-// LabelValue is a label's last value.
+// LabelValue is a label's last value and its kind.
 type LabelValue struct {
 	Value json.RawMessage `json:"value"`
 	TS    string          `json:"ts"`
 	Seq   uint64          `json:"seq"`
+	Kind  Kind            `json:"kind"`
 }
 
 // Snapshot returns every device's state and the seq it reflects.
@@ -703,7 +705,7 @@ func (h *Hub) stateLocked(d *device) DeviceState {
 		st.LastSeen = &s
 	}
 	for name, ls := range d.labels {
-		st.Labels[name] = LabelValue{Value: ls.last.Value, TS: FormatTime(ls.last.TS), Seq: ls.last.Seq}
+		st.Labels[name] = LabelValue{Value: ls.last.Value, TS: FormatTime(ls.last.TS), Seq: ls.last.Seq, Kind: ls.kind}
 	}
 	return st
 }

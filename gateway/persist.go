@@ -83,7 +83,8 @@ func (h *Hub) RestoreState(s SavedState, seqFloor uint64) {
 			if len(pts) > h.labelHist {
 				pts = pts[len(pts)-h.labelHist:]
 			}
-			ls := &labelState{hist: append([]Point(nil), pts...), last: pts[len(pts)-1]}
+			last := pts[len(pts)-1]
+			ls := &labelState{hist: append([]Point(nil), pts...), last: last, kind: KindOf(last.Value)}
 			if len(ls.hist) == h.labelHist {
 				ls.head = 0
 			}
