@@ -25,9 +25,12 @@ var (
 const CommandTimeout = 1800 * time.Millisecond
 
 // Reading is one labelled value from a board. Value is compact, valid JSON.
+// TS is the board's own time for it (a "ts" in the frame), zero when the
+// board sent none: the core stamps it on arrival.
 type Reading struct {
 	Label string
 	Value json.RawMessage
+	TS    time.Time
 }
 
 // Command is what a browser, HTTP client or MQTT publisher asks a board to do.

@@ -49,6 +49,10 @@ var firmwareOutput = []string{
 	`{"temp":21.`,
 	`{"label":5,"value":1}`,
 	`[{"label":"a","value":1},42]`,
+	`{"label":"temp","value":21.5,"ts":1764669600123}`,
+	`{"temp":21.5,"hum":40,"ts":"2025-12-02T10:00:00.123Z"}`,
+	`{"x":1,"ts":"yesterday"}`,
+	`{"x":1,"ts":1e308}`,
 	"",
 }
 

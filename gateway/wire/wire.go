@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/esp32gw/esp32gw/gateway"
@@ -48,11 +49,8 @@ func Parse(frame []byte) ([]gateway.Reading, error) {
 		return nil, fmt.Errorf("%w: invalid JSON", ErrMalformed)
 	}
 	if frame[0] == '{' {
-		rs, err := parseObject(frame, nil)
-		if err != nil {
-			return nil, err
-		}
-		return rs, nil
+		// A bad "ts" still gives the readings (stamped on arrival) with the error.
+		return parseObject(frame, nil)
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(frame, &items); err != nil {
@@ -110,27 +108,60 @@ func parseObject(obj []byte, out []gateway.Reading) ([]gateway.Reading, error) {
 			return out, fmt.Errorf("%w: more than %d keys in one object", ErrMalformed, MaxItems)
 		}
 	}
-	// Seed form: a string "label" and a "value".
-	var label, value json.RawMessage
+	// Seed form: a string "label" and a "value". In either form, "ts" is
+	// the board's time for the object's readings, never a label.
+	var label, value, tsRaw json.RawMessage
 	for _, f := range fields {
 		switch f.key {
 		case "label":
 			label = f.raw
 		case "value":
 			value = f.raw
+		case "ts":
+			tsRaw = f.raw
 		}
 	}
+	ts, tsErr := parseTS(tsRaw)
 	if label != nil && value != nil {
 		var l string
 		if label[0] != '"' || json.Unmarshal(label, &l) != nil { // null would decode as ""
 			return out, fmt.Errorf("%w: \"label\" must be a string", ErrMalformed)
 		}
-		return append(out, gateway.Reading{Label: l, Value: compact(value)}), nil
+		return append(out, gateway.Reading{Label: l, Value: compact(value), TS: ts}), tsErr
 	}
 	for _, f := range fields {
-		out = append(out, gateway.Reading{Label: f.key, Value: compact(f.raw)})
+		if f.key == "ts" {
+			continue
+		}
+		out = append(out, gateway.Reading{Label: f.key, Value: compact(f.raw), TS: ts})
 	}
-	return out, nil
+	return out, tsErr
+}
+
+// parseTS reads a board's "ts": unix milliseconds (a JSON number) or an
+// RFC 3339 string. Absent gives the zero time (stamped on arrival); a value
+// that is not a time gives the zero time and an ErrMalformed, so the
+// readings still count and the frame is counted as malformed. Whether the
+// time is plausible (not ahead of the gateway's clock) is the core's call.
+func parseTS(raw json.RawMessage) (time.Time, error) {
+	if raw == nil {
+		return time.Time{}, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				return t.UTC(), nil
+			}
+		}
+		return time.Time{}, fmt.Errorf("%w: \"ts\" %s is not an RFC 3339 time", ErrMalformed, gateway.Truncate(string(raw), 40))
+	}
+	var ms float64
+	// Years 1970 to 9999 in milliseconds; anything else is not a time.
+	if c := raw[0]; !(c >= '0' && c <= '9') || json.Unmarshal(raw, &ms) != nil || ms > 253402300799999 {
+		return time.Time{}, fmt.Errorf("%w: \"ts\" %s is not unix milliseconds or an RFC 3339 time", ErrMalformed, gateway.Truncate(string(raw), 40))
+	}
+	return time.UnixMilli(int64(ms)).UTC(), nil
 }
 
 type field struct {
