@@ -67,6 +67,14 @@ func (s *Server) handleDevice(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	label := r.URL.Query().Get("label")
+	if r.URL.Query().Has("from") || r.URL.Query().Has("to") || r.URL.Query().Has("max_points") {
+		if _, ok := s.hub.Device(id); !ok {
+			writeError(w, http.StatusNotFound, "unknown device "+id)
+			return
+		}
+		s.rangedHistory(w, r, id, label)
+		return
+	}
 	hist, err := s.hub.History(id, label)
 	if err != nil {
 		writeError(w, statusFor(err), err.Error())

@@ -36,6 +36,11 @@ type Options struct {
 	Logger         *slog.Logger
 	Metrics        []MetricsWriter
 	Version        string
+	// History serves ranged charts, availability, export and import; nil
+	// answers those with 503.
+	History gateway.History
+	// ValueBytes bounds an imported value's JSON (limits.value_bytes); 0: no bound.
+	ValueBytes int
 }
 
 // Server is the browser-facing side of the gateway. It is an http.Handler.
@@ -46,8 +51,11 @@ type Server struct {
 	log     *slog.Logger
 	metrics []MetricsWriter
 	version string
-	mux     *http.ServeMux
-	static  fs.FS
+	history gateway.History
+	// valueBytes bounds imported values (limits.value_bytes).
+	valueBytes int
+	mux        *http.ServeMux
+	static     fs.FS
 
 	conns    sync.WaitGroup // every WebSocket connection's goroutines
 	closing  sync.Mutex
@@ -59,13 +67,15 @@ type Server struct {
 // New builds the server and its routes.
 func New(o Options) *Server {
 	s := &Server{
-		hub:     o.Hub,
-		auth:    authenticator{mode: o.AuthMode, token: o.Token},
-		origins: map[string]bool{},
-		log:     o.Logger,
-		metrics: o.Metrics,
-		version: o.Version,
-		mux:     http.NewServeMux(),
+		hub:        o.Hub,
+		auth:       authenticator{mode: o.AuthMode, token: o.Token},
+		origins:    map[string]bool{},
+		log:        o.Logger,
+		metrics:    o.Metrics,
+		version:    o.Version,
+		history:    o.History,
+		valueBytes: o.ValueBytes,
+		mux:        http.NewServeMux(),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -88,6 +98,9 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/devices", s.requireToken(http.HandlerFunc(s.handleDevices)))
 	s.mux.Handle("GET /api/devices/{id}", s.requireToken(http.HandlerFunc(s.handleDevice)))
 	s.mux.Handle("GET /api/devices/{id}/history", s.requireToken(http.HandlerFunc(s.handleHistory)))
+	s.mux.Handle("POST /api/devices/{id}/history", s.requireToken(http.HandlerFunc(s.handleImport)))
+	s.mux.Handle("GET /api/devices/{id}/availability", s.requireToken(http.HandlerFunc(s.handleAvailability)))
+	s.mux.Handle("GET /api/export", s.requireToken(http.HandlerFunc(s.handleExport)))
 	s.mux.Handle("POST /api/devices/{id}/command", s.requireToken(http.HandlerFunc(s.handleCommand)))
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
