@@ -19,6 +19,11 @@ type Config struct {
 	HTTP      HTTPConfig     `yaml:"http"`
 	MQTT      MQTTConfig     `yaml:"mqtt"`
 	Devices   []DeviceConfig `yaml:"devices"`
+
+	History     HistoryConfig `yaml:"history"`
+	Limits      LimitsConfig  `yaml:"limits"`
+	MDNS        MDNSConfig    `yaml:"mdns"`
+	EnrollToken string        `yaml:"enroll_token"` // empty: generated into state_dir/enroll_token
 }
 
 // HTTPConfig is the browser and API side.
@@ -27,6 +32,7 @@ type HTTPConfig struct {
 	Auth           string    `yaml:"auth"` // token | none
 	Token          string    `yaml:"token"`
 	AllowedOrigins []string  `yaml:"allowed_origins"`
+	AllowedHosts   []string  `yaml:"allowed_hosts"` // with auth: none, extra Host names accepted
 	TLS            TLSConfig `yaml:"tls"`
 }
 
@@ -111,11 +117,11 @@ var SimBoards = []string{"tutorial", "climate", "relay"}
 // Duration is a time.Duration written as "1s", "250ms" in YAML.
 type Duration time.Duration
 
-// UnmarshalText parses a Go duration string.
+// UnmarshalText parses a duration (see ParseDuration: Go's units plus d and y).
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := ParseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("not a duration (e.g. 500ms, 2s, 1m): %q", b)
+		return err
 	}
 	*d = Duration(v)
 	return nil
@@ -133,6 +139,8 @@ func DefaultConfig() Config {
 			Broker: "tcp://localhost:1883", ClientID: "esp32gw", TopicPrefix: "esp32gw",
 			QoS: 1, Retain: true, HomeAssistant: HomeAssistantConfig{Prefix: "homeassistant"},
 		},
+		History: defaultHistory(),
+		Limits:  defaultLimits(),
 	}
 }
 
@@ -226,6 +234,7 @@ func (c *Config) Validate() error {
 			bad("mqtt.homeassistant.prefix", "must be non-empty and hold no '+' or '#'")
 		}
 	}
+	c.validateStore(bad)
 	if c.MQTT.QoS < 0 || c.MQTT.QoS > 2 {
 		bad("mqtt.qos", "must be 0, 1 or 2, got %d", c.MQTT.QoS)
 	}

@@ -33,7 +33,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, errors.New("empty")
 	}
 	if s[0] == '-' {
-		d, err := parseDuration(s[1:])
+		d, err := gateway.ParseDuration(s[1:])
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -51,27 +51,6 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is not RFC 3339, unix milliseconds or a duration back like -24h", s)
 	}
 	return t, nil
-}
-
-// parseDuration reads a duration with the config's units: Go's (s, m, h,
-// …) plus d (days) and y (365 days), e.g. "7d", "1y", "1h30m".
-func parseDuration(s string) (time.Duration, error) {
-	if n := len(s); n > 1 && (s[n-1] == 'd' || s[n-1] == 'y') {
-		f, err := strconv.ParseFloat(s[:n-1], 64)
-		unit := 24 * time.Hour
-		if s[n-1] == 'y' {
-			unit *= 365
-		}
-		if err != nil || f < 0 || f > 100*365 {
-			return 0, fmt.Errorf("%q is not a duration like 7d", s)
-		}
-		return time.Duration(f * float64(unit)), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%q is not a duration like 24h", s)
-	}
-	return d, nil
 }
 
 func isDigits(s string) bool {

@@ -42,7 +42,7 @@ devices:
 	}{
 		{"check good", []string{"check", "-config", good}, nil, good + ": OK (2 devices)\n", ""},
 		{"check bad lists every problem", []string{"check", "-config", bad}, []string{
-			bad + `:2: unknown key "lisen" in http (allowed: allowed_origins, auth, listen, tls, token)`,
+			bad + `:2: unknown key "lisen" in http (allowed: allowed_hosts, allowed_origins, auth, listen, tls, token)`,
 			bad + `:6: devices[1].id: duplicate id "demo" (also devices[0])`,
 			bad + `:8: devices[1].url: must be a ws:// or wss:// URL with a host, got "http://192.168.1.50/ws"`,
 			bad + `:9: devices[2].token: ws-listen needs a token the board presents`,

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -96,11 +95,14 @@ func reported(ps []problem, field string) bool {
 	return false
 }
 
-var durationType = reflect.TypeOf(gateway.Duration(0))
+var (
+	durationType = reflect.TypeOf(gateway.Duration(0))
+	byteSizeType = reflect.TypeOf(gateway.ByteSize(0))
+)
 
 // checkNodes walks the YAML tree beside the config type t and reports keys
-// that t does not have and values of Duration fields that do not parse. A bad
-// duration is replaced by "0s" (the default) so decoding can go on and report
+// that t does not have and values of Duration and ByteSize fields that do
+// not parse. A bad value is replaced by zero so decoding can go on and report
 // the rest.
 func checkNodes(n *yaml.Node, t reflect.Type, path string) []problem {
 	for t.Kind() == reflect.Pointer {
@@ -114,9 +116,17 @@ func checkNodes(n *yaml.Node, t reflect.Type, path string) []problem {
 		}
 	case t == durationType:
 		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-			if _, err := time.ParseDuration(n.Value); err != nil {
+			if _, err := gateway.ParseDuration(n.Value); err != nil {
 				out = append(out, problem{n.Line, path, fmt.Sprintf("not a duration: want e.g. 500ms, 2s or 1m, got %q", n.Value)})
 				n.Value, n.Tag, n.Style = "0s", "!!str", 0
+			}
+		}
+	case t == byteSizeType:
+		if n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+			var b gateway.ByteSize
+			if err := b.UnmarshalText([]byte(n.Value)); err != nil {
+				out = append(out, problem{n.Line, path, err.Error()})
+				n.Value, n.Tag, n.Style = "0", "!!int", 0
 			}
 		}
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:

@@ -117,12 +117,12 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", `
 gateway: pi
-`, []string{`:1: unknown key "gateway" in the top level (allowed: devices, gateway_id, http, mqtt, state_dir)`}},
+`, []string{`:1: unknown key "gateway" in the top level (allowed: devices, enroll_token, gateway_id, history, http, limits, mdns, mqtt, state_dir)`}},
 		{"unknown nested key", `
 http:
   listen: ":8080"
   lisen: ":9090"
-`, []string{`:3: unknown key "lisen" in http (allowed: allowed_origins, auth, listen, tls, token)`}},
+`, []string{`:3: unknown key "lisen" in http (allowed: allowed_hosts, allowed_origins, auth, listen, tls, token)`}},
 		{"unknown device key", `
 devices:
   - id: a
