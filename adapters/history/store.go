@@ -178,14 +178,14 @@ func Open(opts Options) (*Store, error) {
 		opts.Now = time.Now
 	}
 	s := &Store{
-		opts:     opts,
-		log:      opts.Logger.With("component", "history"),
-		now:      opts.Now,
-		wake:     make(chan struct{}, 1),
-		calls:    make(chan func(context.Context)),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		backoff:  time.Second,
+		opts:    opts,
+		log:     opts.Logger.With("component", "history"),
+		now:     opts.Now,
+		wake:    make(chan struct{}, 1),
+		calls:   make(chan func(context.Context)),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		backoff: time.Second,
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o750); err != nil {
 		return nil, fmt.Errorf("history: open %s: %w", opts.Path, err)
