@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/esp32gw/esp32gw/gateway"
 )
 
 // ExportFilter selects readings for Export; empty Device or Label = all,
 // zero To = now.
-type ExportFilter struct {
-	From, To      time.Time
-	Device, Label string
-}
+type ExportFilter = gateway.ExportFilter
 
 // Export calls fn with every stored raw reading in [From, To] matching the
 // filter, in time order (equal times: older chunks first), streaming: only
@@ -91,12 +90,7 @@ func (s *Store) Backup(ctx context.Context, dst string) error {
 }
 
 // Interval is a span of one device status.
-type Interval struct {
-	From   time.Time
-	To     *time.Time // nil = still in force
-	Online bool
-	Reason string
-}
+type Interval = gateway.Interval
 
 // Availability lists a device's status intervals overlapping [from, to]:
 // the status in force at from (its From clamped to from) and every change

@@ -4,36 +4,24 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strconv"
-	"time"
+
+	"github.com/esp32gw/esp32gw/gateway"
 )
 
 // Query asks for one label's readings in [From, To] (To zero = now).
-type Query struct {
-	Device, Label string
-	From, To      time.Time
-	MaxPoints     int // default 1000, at most 10000
-}
+type Query = gateway.HistoryQuery
 
 // Point is one point of a chart: {TS, Value} for raw and changes, the
 // bucket's Min, Max, Mean, Last and Count for buckets (TS = bucket start).
-type Point struct {
-	TS                   time.Time
-	Value                json.RawMessage
-	Min, Max, Mean, Last float64
-	Count                int
-}
+type Point = gateway.HistoryPoint
 
 // Result is a query's answer, oldest first.
-type Result struct {
-	Resolution string // "raw", "changes", or a bucket width ("10s", "1m", "1h", "1d", ...)
-	Points     []Point
-}
+type Result = gateway.HistoryResult
 
 const (
 	defaultMaxPoints = 1000

@@ -3,7 +3,6 @@ package history
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/esp32gw/esp32gw/gateway"
 )
 
 // Options configure a Store; zero values take the documented defaults.
@@ -60,12 +61,10 @@ const (
 // Reading is one stored reading. Value is compact JSON. Seq is the gateway's
 // event sequence number; the store keeps it only for each label's newest
 // reading (Last), so Export yields Seq 0 for the others.
-type Reading struct {
-	Device, Label string
-	TS            time.Time
-	Value         json.RawMessage
-	Seq           uint64
-}
+type Reading = gateway.Record
+
+// The gateway reads and writes history through gateway.History.
+var _ gateway.History = (*Store)(nil)
 
 // Stats are counters since Open.
 type Stats struct {
