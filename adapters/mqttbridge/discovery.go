@@ -148,7 +148,7 @@ type discoveryDevice struct {
 // a button's "cmd_<command>" or "<label>_cmd_<command>"; a label whose own
 // id could collide with those gets a hash suffix.
 func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
-	node := idSafe(b.prefix + "_" + d.id)
+	node := idSafe(b.topics.prefix + "_" + d.id)
 	devBlock := map[string]any{
 		"identifiers":  []string{node},
 		"name":         d.name,
@@ -160,7 +160,7 @@ func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
 			"name":                  name,
 			"unique_id":             node + "_" + object,
 			"object_id":             node + "_" + object,
-			"availability_topic":    b.statusTopic(d.id),
+			"availability_topic":    b.topics.status(d.id),
 			"payload_available":     payloadOnline,
 			"payload_not_available": payloadOffline,
 			"device":                devBlock,
@@ -186,7 +186,7 @@ func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
 		sh := d.shapes[l]
 		object := labelObjectID(l)
 		cfg := base(l, object)
-		cfg["state_topic"] = b.valueTopic(d.id, l)
+		cfg["state_topic"] = b.topics.value(d.id, l)
 		cfg["value_template"] = valueTemplate(sh)
 		switch sh.kind {
 		case kindNumber:
@@ -202,10 +202,10 @@ func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
 			}
 			if on != "" {
 				sw := base(l+" switch", object+"_switch")
-				sw["state_topic"] = b.valueTopic(d.id, l)
+				sw["state_topic"] = b.topics.value(d.id, l)
 				sw["value_template"] = valueTemplate(sh)
 				sw["state_on"], sw["state_off"] = sh.on, sh.off
-				sw["command_topic"] = b.setTopic(d.id, l)
+				sw["command_topic"] = b.topics.set(d.id, l)
 				sw["payload_on"], sw["payload_off"] = on, off
 				add("switch", object+"_switch", sw)
 			}
@@ -222,7 +222,7 @@ func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
 		for _, c := range d.commands {
 			object := "cmd_" + objectID(c)
 			cfg := base(c, object)
-			cfg["command_topic"] = b.setTopic(d.id, label)
+			cfg["command_topic"] = b.topics.set(d.id, label)
 			cfg["payload_press"] = c
 			add("button", object, cfg)
 		}
@@ -232,7 +232,7 @@ func (b *Bridge) discoveryConfigs(d discoveryDevice) map[string][]byte {
 		for _, c := range d.commands {
 			object := labelObjectID(l) + "_cmd_" + objectID(c)
 			cfg := base(l+" "+c, object)
-			cfg["command_topic"] = b.setTopic(d.id, l)
+			cfg["command_topic"] = b.topics.set(d.id, l)
 			cfg["payload_press"] = c
 			add("button", object, cfg)
 		}

@@ -228,29 +228,3 @@ func TestCommandValue(t *testing.T) {
 		}
 	}
 }
-
-func TestParseTopic(t *testing.T) {
-	b := New(gateway.MQTTConfig{TopicPrefix: "home/gw"}, gateway.NewHub(gateway.Options{GatewayID: "a"}), nil)
-	for _, tc := range []struct {
-		topic      string
-		kind       topicKind
-		dev, label string
-	}{
-		{"home/gw/demo/set/led", tkSet, "demo", "led"},
-		{"home/gw/demo/set/", tkSet, "demo", ""},
-		{"home/gw/demo/set/led/result", tkResult, "demo", "led"},
-		{"home/gw/demo/meta", tkMeta, "demo", ""},
-		{"home/gw/demo/status", tkStatus, "demo", ""},
-		{"home/gw/demo/temp", tkValue, "demo", "temp"},
-		{"home/gw/bridge/state", tkOther, "", ""},
-		{"home/gw/bridge/meta", tkOther, "", ""}, // never a remote device named bridge
-		{"home/gw/bridge/set/x", tkOther, "", ""},
-		{"other/demo/temp", tkOther, "", ""},
-		{"home/gw/demo/set", tkOther, "", ""},
-	} {
-		k, d, l := b.parseTopic(tc.topic)
-		if k != tc.kind || d != tc.dev || l != tc.label {
-			t.Errorf("parseTopic(%s) = %d %q %q, want %d %q %q", tc.topic, k, d, l, tc.kind, tc.dev, tc.label)
-		}
-	}
-}

@@ -61,14 +61,14 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		}
 		return
 	}
-	if b.cfg.Cluster && strings.HasPrefix(topic, b.prefix+"/"+bridgeDevice+"/") {
+	if b.cfg.Cluster && strings.HasPrefix(topic, b.topics.bridgeAll()) {
 		b.takeBridge(topic, payload)
 		return
 	}
-	kind, dev, label := b.parseTopic(topic)
+	kind, dev, label := b.topics.parse(topic)
 	switch kind {
 	case tkResult:
-		b.waiters.deliver(b.resultTopic(dev, label), payload)
+		b.waiters.deliver(b.topics.result(dev, label), payload)
 	case tkSet:
 		b.takeSet(dev, label, m)
 	case tkMeta, tkStatus, tkValue:
@@ -96,19 +96,19 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 // alive are ignored.
 func (b *Bridge) takeBridge(topic string, payload []byte) {
 	switch {
-	case topic == b.bridgeTopic():
+	case topic == b.topics.bridgeState():
 		if strings.TrimSpace(string(payload)) != payloadOffline {
 			return
 		}
-	case topic == b.pingTopic():
+	case topic == b.topics.ping():
 		if gatewayOf(payload) == b.gw {
 			return // our own
 		}
 		// A state message: a burst of pings queues one answer.
-		b.out.push(&outMsg{topic: b.aliveTopic(b.gw), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
+		b.out.push(&outMsg{topic: b.topics.alive(b.gw), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
 		return
 	default:
-		gw, ok := b.aliveGateway(topic)
+		gw, ok := b.topics.aliveGateway(topic)
 		if !ok || gw == b.gw {
 			return
 		}
@@ -151,7 +151,7 @@ type probe struct {
 // prefix is up") and, unless a check is already running, pings the
 // gateways whose imported devices are online.
 func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
-	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	b.out.push(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
 	if p.timer != nil {
 		// A check is running: devices imported since (retained statuses
 		// arrive in any order) make their gateways suspects too, unless
@@ -176,7 +176,7 @@ func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
 	p.timer = time.NewTimer(b.probeWait)
 	// Queued as state: a full backlog evicts readings, never the ping (a
 	// lost ping would make every suspect look dead).
-	b.out.push(&outMsg{topic: b.pingTopic(), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
+	b.out.push(&outMsg{topic: b.topics.ping(), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
 	b.log.Debug("mqtt: another gateway went offline; checking which", "gateways", len(suspects))
 }
 
@@ -335,15 +335,15 @@ func (b *Bridge) handleState(remotes map[string]*remoteDev, p *probe, in inMsg) 
 		}
 		return
 	}
-	if in.topic == b.bridgeTopic() {
+	if in.topic == b.topics.bridgeState() {
 		b.startProbe(remotes, p) // takeBridge passes only "offline"
 		return
 	}
-	if gw, ok := b.aliveGateway(in.topic); ok {
+	if gw, ok := b.topics.aliveGateway(in.topic); ok {
 		p.heard(gw)
 		return
 	}
-	kind, dev, label := b.parseTopic(in.topic)
+	kind, dev, label := b.topics.parse(in.topic)
 	switch kind {
 	case tkMeta, tkStatus, tkValue:
 		b.importRemote(remotes, kind, dev, label, in.payload)
@@ -467,7 +467,7 @@ func (b *Bridge) answer(dev, label string, err error) {
 	} else {
 		b.m.commandsErr.Add(1)
 	}
-	b.out.push(&outMsg{topic: b.resultTopic(dev, label), payload: resultPayload(dev, err), qos: 1}, true)
+	b.out.push(&outMsg{topic: b.topics.result(dev, label), payload: resultPayload(dev, err), qos: 1}, true)
 }
 
 // waiters are commands sent to other gateways, waiting for their result
@@ -669,13 +669,13 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 		if !b.gate.isUp() {
 			return fmt.Errorf("%w: no MQTT broker connection to reach gateway %s", gateway.ErrOffline, gw)
 		}
-		rt := b.resultTopic(dev, c.Label)
+		rt := b.topics.result(dev, c.Label)
 		w := b.waiters.add(rt)
 		defer b.waiters.remove(w)
 		// QoS 0, and never sent once nobody waits: a command must not reach
 		// the board after its answer (paho would resend a QoS 1 publish
 		// after a reconnect, tens of seconds later: a ghost toggle).
-		b.out.push(&outMsg{topic: b.setTopic(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 0,
+		b.out.push(&outMsg{topic: b.topics.set(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 0,
 			expires: time.Now().Add(b.resultTimeout)}, true)
 		t := time.NewTimer(b.resultTimeout)
 		defer t.Stop()

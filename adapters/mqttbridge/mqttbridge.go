@@ -134,7 +134,7 @@ type Bridge struct {
 	hub      *gateway.Hub
 	log      *slog.Logger
 	gw       string // this gateway's id
-	prefix   string
+	topics   topics
 	haPrefix string
 	clientID string
 	qos      byte
@@ -210,7 +210,7 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	}
 	b := &Bridge{
 		cfg: cfg, hub: hub, log: log.With("component", "mqtt"), gw: gw,
-		prefix: prefix, haPrefix: haPrefix, clientID: clientID, qos: qos,
+		topics: topics{prefix}, haPrefix: haPrefix, clientID: clientID, qos: qos,
 		backoffMin: backoffMin, backoffMax: backoffMax, resultTimeout: remoteResultTimeout,
 		cmdBudget: commandBudget, window: inflightWindow, remoteMetaWait: remoteMetaWait,
 		probeWait: probeWait, joinSettle: joinSettle,
@@ -297,10 +297,10 @@ func (b *Bridge) sendOfflineStates(client mqtt.Client) bool {
 	topics := make([]string, 0, len(devices)+1)
 	for _, d := range devices {
 		if !d.Remote && d.ID != bridgeDevice {
-			topics = append(topics, b.statusTopic(d.ID))
+			topics = append(topics, b.topics.status(d.ID))
 		}
 	}
-	topics = append(topics, b.bridgeTopic())
+	topics = append(topics, b.topics.bridgeState())
 
 	giveUp := make(chan struct{})
 	result := make(chan bool, 1)
@@ -501,7 +501,7 @@ func (b *Bridge) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 	o.SetPingTimeout(pingTimeout)
 	o.SetConnectTimeout(connectTimeout)
 	o.SetWriteTimeout(writeTimeout)
-	o.SetBinaryWill(b.bridgeTopic(), []byte(payloadOffline), 1, true)
+	o.SetBinaryWill(b.topics.bridgeState(), []byte(payloadOffline), 1, true)
 	o.SetCustomOpenConnectionFn(b.conns.open)
 	o.SetDefaultPublishHandler(b.onMessage)
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -616,22 +616,7 @@ func (b *Bridge) connectLoop(ctx context.Context, client mqtt.Client, lost <-cha
 // subscription failed: paho reports a refused one (SUBACK 0x80) only in
 // the token's result codes, not as an error.
 func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
-	filters := map[string]byte{
-		// QoS 0 on purpose: the broker does not queue QoS 0 messages for an
-		// offline session, so commands sent while the gateway was away are
-		// never replayed later (contract: commands are never queued).
-		b.prefix + "/+/" + topicSet + "/+": 0,
-	}
-	if b.cfg.Cluster {
-		// State of other gateways' devices: the retained metas, statuses and
-		// values arrive again on every subscribe, so QoS 0 loses nothing
-		// that matters and no stale backlog is replayed.
-		filters[b.prefix+"/+/+"] = 0
-		filters[b.prefix+"/+/"+topicSet+"/+/"+topicResult] = 1
-		// Liveness answers (PREFIX/bridge/state and PREFIX/bridge/ping
-		// arrive through PREFIX/+/+).
-		filters[b.prefix+"/"+bridgeDevice+"/+/"+topicAlive] = 1
-	}
+	filters := b.topics.subscriptions(b.cfg.Cluster)
 	if b.cfg.HomeAssistant.Enabled {
 		filters[b.haPrefix+"/status"] = 0
 	}
@@ -664,7 +649,7 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 		}
 	}
 
-	b.out.push(&outMsg{topic: b.bridgeTopic(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	b.out.push(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
 	b.gate.up()
 	b.m.connected.Store(true)
 	for _, ch := range []chan struct{}{b.resync, b.joined} {
@@ -673,7 +658,7 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 		default:
 		}
 	}
-	b.log.Info("mqtt connected", "broker", b.brokerURL, "client_id", b.clientID, "prefix", b.prefix)
+	b.log.Info("mqtt connected", "broker", b.brokerURL, "client_id", b.clientID, "prefix", b.topics.prefix)
 	return true
 }
 
