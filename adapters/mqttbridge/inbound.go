@@ -28,6 +28,24 @@ type inMsg struct {
 	live bool
 }
 
+// stateQueue holds state messages from the broker (other gateways' metas,
+// statuses and values, Home Assistant's birth message) between paho's
+// handler and dispatch. Each carries a topic's whole state, so a newer
+// message on a topic still queued replaces the older one in place: a flood
+// of updates never piles up and the latest state is never dropped.
+// Overflow policy (overflowRefuse): beyond max distinct topics, a message
+// on a new topic is dropped (push returns false; the caller counts it). A
+// linksDown note is pushed as a barrier: always taken, and messages after
+// it never replace ones before it, so dispatch sees it in order.
+type stateQueue = queue[string, inMsg]
+
+func newStateQueue(topics int) *stateQueue {
+	return newQueue(queueOptions[string, inMsg]{
+		maxLen: topics, overflow: overflowRefuse, inPlace: true,
+		key: func(m inMsg) (string, bool) { return m.topic, true },
+	})
+}
+
 // setMsg is one command from a set topic, with its arrival time: a command
 // that waited longer than the command budget is answered, never run.
 type setMsg struct {
@@ -105,7 +123,7 @@ func (b *Bridge) takeBridge(topic string, payload []byte) {
 			return // our own
 		}
 		// A state message: a burst of pings queues one answer.
-		b.out.push(&outMsg{topic: b.topics.alive(b.gw), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
+		b.out.pushFront(&outMsg{topic: b.topics.alive(b.gw), payload: gatewayPayload(b.gw), qos: 1, state: true})
 		return
 	default:
 		gw, ok := b.topics.aliveGateway(topic)
@@ -151,7 +169,7 @@ type probe struct {
 // prefix is up") and, unless a check is already running, pings the
 // gateways whose imported devices are online.
 func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
-	b.out.push(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	b.out.pushFront(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true})
 	if p.timer != nil {
 		// A check is running: devices imported since (retained statuses
 		// arrive in any order) make their gateways suspects too, unless
@@ -176,7 +194,7 @@ func (b *Bridge) startProbe(remotes map[string]*remoteDev, p *probe) {
 	p.timer = time.NewTimer(b.probeWait)
 	// Queued as state: a full backlog evicts readings, never the ping (a
 	// lost ping would make every suspect look dead).
-	b.out.push(&outMsg{topic: b.topics.ping(), payload: gatewayPayload(b.gw), qos: 1, state: true}, true)
+	b.out.pushFront(&outMsg{topic: b.topics.ping(), payload: gatewayPayload(b.gw), qos: 1, state: true})
 	b.log.Debug("mqtt: another gateway went offline; checking which", "gateways", len(suspects))
 }
 
@@ -467,7 +485,7 @@ func (b *Bridge) answer(dev, label string, err error) {
 	} else {
 		b.m.commandsErr.Add(1)
 	}
-	b.out.push(&outMsg{topic: b.topics.result(dev, label), payload: resultPayload(dev, err), qos: 1}, true)
+	b.out.pushFront(&outMsg{topic: b.topics.result(dev, label), payload: resultPayload(dev, err), qos: 1})
 }
 
 // waiters are commands sent to other gateways, waiting for their result
@@ -658,7 +676,7 @@ func (b *Bridge) importRemote(remotes map[string]*remoteDev, kind topicKind, dev
 // across it).
 func (b *Bridge) remoteLinksDown(reason string) {
 	if b.cfg.Cluster {
-		b.states.pushLinksDown(reason)
+		b.states.pushBarrier(inMsg{linksDown: reason})
 	}
 }
 
@@ -675,8 +693,8 @@ func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 		// QoS 0, and never sent once nobody waits: a command must not reach
 		// the board after its answer (paho would resend a QoS 1 publish
 		// after a reconnect, tens of seconds later: a ghost toggle).
-		b.out.push(&outMsg{topic: b.topics.set(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 0,
-			expires: time.Now().Add(b.resultTimeout)}, true)
+		b.out.pushFront(&outMsg{topic: b.topics.set(dev, c.Label), payload: append([]byte(nil), c.Value...), qos: 0,
+			expires: time.Now().Add(b.resultTimeout)})
 		t := time.NewTimer(b.resultTimeout)
 		defer t.Stop()
 		select {

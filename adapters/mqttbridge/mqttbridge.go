@@ -154,7 +154,7 @@ type Bridge struct {
 	conns     conns  // paho's network connection, to abort or drop it
 	brokerURL string // cfg.Broker with any password redacted, for logs
 
-	states   stateQueue    // metas, statuses, values from the broker; coalescing
+	states   *stateQueue   // metas, statuses, values from the broker; coalescing
 	sets     chan setMsg   // commands from set topics
 	resync   chan struct{} // capacity 1: (re)connected, re-publish everything
 	haOnline chan struct{} // capacity 1: Home Assistant restarted
@@ -215,6 +215,7 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		cmdBudget: commandBudget, window: inflightWindow, remoteMetaWait: remoteMetaWait,
 		probeWait: probeWait, joinSettle: joinSettle,
 		out:      newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
+		states:   newStateQueue(stateQueueTopics),
 		sets:     make(chan setMsg, setQueueLen),
 		resync:   make(chan struct{}, 1),
 		haOnline: make(chan struct{}, 1),
@@ -223,7 +224,6 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	}
 	b.gate.init()
 	b.conns.init()
-	b.states.init(stateQueueTopics)
 	b.brokerURL = redactURL(cfg.Broker)
 	return b
 }
@@ -649,7 +649,7 @@ func (b *Bridge) onConnected(ctx context.Context, client mqtt.Client) bool {
 		}
 	}
 
-	b.out.push(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true}, true)
+	b.out.pushFront(&outMsg{topic: b.topics.bridgeState(), payload: []byte(payloadOnline), qos: 1, retain: true, state: true})
 	b.gate.up()
 	b.m.connected.Store(true)
 	for _, ch := range []chan struct{}{b.resync, b.joined} {
@@ -788,7 +788,7 @@ func (b *Bridge) publisher(ctx context.Context, client mqtt.Client) {
 		if done(tok) && errors.Is(tok.Error(), mqtt.ErrNotConnected) {
 			// The connection is gone and connectLoop has not closed the
 			// gate yet: put it back and wait for that instead of spinning.
-			b.out.push(m, true)
+			b.out.pushFront(m)
 			t := time.NewTimer(notConnectedPause)
 			select {
 			case <-change:
@@ -810,7 +810,7 @@ func (b *Bridge) finish(f inflight) {
 		b.m.published.Add(1)
 	case errors.Is(err, mqtt.ErrNotConnected):
 		// Never reached paho's store: try again after the reconnect.
-		b.out.push(f.m, true)
+		b.out.pushFront(f.m)
 	default:
 		// "publish was broken by timeout": paho stored it and resends it
 		// on reconnect. Anything else is lost; count it.

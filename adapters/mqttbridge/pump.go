@@ -97,7 +97,7 @@ func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, firs
 		if m.Online {
 			p = payloadOnline
 		}
-		b.out.push(&outMsg{topic: b.topics.status(m.Device), payload: []byte(p), qos: 1, retain: true, state: true}, false)
+		b.out.push(&outMsg{topic: b.topics.status(m.Device), payload: []byte(p), qos: 1, retain: true, state: true})
 	case gateway.KindEvent:
 		d := b.dev(devs, m.Device)
 		if d == nil || d.remote {
@@ -114,7 +114,7 @@ func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, firs
 		} else {
 			d.lastSeq[m.Label] = m.Seq
 		}
-		b.out.push(&outMsg{topic: b.topics.value(m.Device, m.Label), payload: m.Value, qos: b.qos, retain: retain}, false)
+		b.out.push(&outMsg{topic: b.topics.value(m.Device, m.Label), payload: m.Value, qos: b.qos, retain: retain})
 		if b.cfg.HomeAssistant.Enabled {
 			sh := shapeOf(m.Value)
 			if old, seen := d.disc.shapes[m.Label]; !seen || old != sh {
@@ -178,7 +178,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 		}{st.Gateway, st.Name, st.Transport, st.Commands})
 		if all || !bytes.Equal(meta, d.meta) {
 			d.meta = meta
-			b.out.push(&outMsg{topic: b.topics.meta(st.ID), payload: meta, qos: 1, retain: true, state: true}, false)
+			b.out.push(&outMsg{topic: b.topics.meta(st.ID), payload: meta, qos: 1, retain: true, state: true})
 		}
 		for _, l := range b.hub.Labels(st.ID) {
 			lv, ok := st.Labels[l]
@@ -194,7 +194,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 				// persistence lost it). Queued as state: it replaces an
 				// older re-publish, never a reading.
 				d.lastSeq[l] = lv.Seq
-				b.out.push(&outMsg{topic: b.topics.value(st.ID, l), payload: lv.Value, qos: b.qos, retain: true, state: true}, false)
+				b.out.push(&outMsg{topic: b.topics.value(st.ID, l), payload: lv.Value, qos: b.qos, retain: true, state: true})
 			}
 		}
 		if all {
@@ -202,7 +202,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 			if st.Online {
 				p = payloadOnline
 			}
-			b.out.push(&outMsg{topic: b.topics.status(st.ID), payload: []byte(p), qos: 1, retain: true, state: true}, false)
+			b.out.push(&outMsg{topic: b.topics.status(st.ID), payload: []byte(p), qos: 1, retain: true, state: true})
 		}
 		if b.cfg.HomeAssistant.Enabled {
 			b.publishDiscovery(d, all)
@@ -222,14 +222,14 @@ func (b *Bridge) publishDiscovery(d *localDev, all bool) {
 	want := b.discoveryConfigs(d.disc)
 	for topic := range d.haPub {
 		if _, ok := want[topic]; !ok {
-			b.out.push(&outMsg{topic: topic, payload: []byte{}, qos: 1, retain: true, state: true}, false)
+			b.out.push(&outMsg{topic: topic, payload: []byte{}, qos: 1, retain: true, state: true})
 			delete(d.haPub, topic)
 		}
 	}
 	for topic, cfg := range want {
 		if all || !bytes.Equal(d.haPub[topic], cfg) {
 			d.haPub[topic] = cfg
-			b.out.push(&outMsg{topic: topic, payload: cfg, qos: 1, retain: true, state: true}, false)
+			b.out.push(&outMsg{topic: topic, payload: cfg, qos: 1, retain: true, state: true})
 		}
 	}
 }
