@@ -25,8 +25,8 @@ func TestClusterTwoGateways(t *testing.T) {
 	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: cluster})
 	a.waitConnected(within)
 	b.waitConnected(within)
-	if a.bridge.clientID == b.bridge.clientID {
-		t.Fatalf("both gateways use client id %q", a.bridge.clientID)
+	if a.bridge.conn.clientID == b.bridge.conn.clientID {
+		t.Fatalf("both gateways use client id %q", a.bridge.conn.clientID)
 	}
 
 	waitFor(t, within, "B to show A's board online with readings", func() bool {
@@ -121,7 +121,7 @@ func TestTLSAndPassword(t *testing.T) {
 
 	bad := startGateway(t, br.URL(), gwOptions{id: "gw2",
 		mqtt:   func(c *gateway.MQTTConfig) { c.Username, c.Password = "gw", "wrong-pass-xyz" },
-		bridge: func(b *Bridge) { b.tlsConfig = tc }})
+		bridge: func(b *Bridge) { b.conn.tlsConfig = tc }})
 	waitFor(t, within, "the bad password to be refused twice", func() bool { return bad.bridge.m.connectFailures.Load() >= 2 })
 	bad.stop()
 	for _, logs := range []string{g.logs.String(), bad.logs.String()} {

@@ -684,7 +684,7 @@ func (b *Bridge) remoteLinksDown(reason string) {
 // goes to its set topic and the answer comes from its result topic.
 func (b *Bridge) remoteSend(dev, gw string) gateway.SendFunc {
 	return func(ctx context.Context, c gateway.Command) error {
-		if !b.gate.isUp() {
+		if !b.conn.gate.isUp() {
 			return fmt.Errorf("%w: no MQTT broker connection to reach gateway %s", gateway.ErrOffline, gw)
 		}
 		rt := b.topics.result(dev, c.Label)

@@ -32,7 +32,7 @@ func TestClusterGatewayDies(t *testing.T) {
 
 	// A's connection ends without DISCONNECT, and A cannot reconnect.
 	start := time.Now()
-	a.bridge.conns.abort()
+	a.bridge.conn.conns.abort()
 	watch.expect("esp32gw/bridge/state", within, func(m msg) bool { return m.Payload == "offline" }) // A's Will
 	watch.expect("esp32gw/bridge/state", within, func(m msg) bool { return m.Payload == "online" })  // re-asserted
 	waitFor(t, 5*time.Second, "B to show demo offline", func() bool { st, _ := b.hub.DeviceState("demo"); return !st.Online })
@@ -74,7 +74,7 @@ func TestClusterGatewayDiedWhileAway(t *testing.T) {
 	c.waitConnected(within)
 	retainedEventually(t, br.URL(), "esp32gw/demo/status", "online")
 	retainedEventually(t, br.URL(), "esp32gw/bench/status", "online")
-	a.bridge.conns.abort()                                            // A dies; its devices' statuses stay retained "online"
+	a.bridge.conn.conns.abort()                                       // A dies; its devices' statuses stay retained "online"
 	retainedEventually(t, br.URL(), "esp32gw/bridge/state", "online") // C re-asserted it
 
 	start := time.Now()

@@ -80,7 +80,7 @@ func TestBrokerRestartDeliversEveryReading(t *testing.T) {
 	downAt := count()
 	// ~5 s outage, measured in readings the board produced meanwhile.
 	waitFor(t, 20*time.Second, "100 readings while the broker is down", func() bool { return count() >= downAt+100 })
-	if g.bridge.gate.isUp() {
+	if g.bridge.conn.gate.isUp() {
 		t.Fatal("bridge still connected with the broker stopped")
 	}
 	backlog, _ := g.bridge.out.len()
@@ -201,7 +201,7 @@ func TestBacklogBoundedWhileBrokerDown(t *testing.T) {
 		bridge: func(b *Bridge) { b.out = newOutbox(50, 1<<20) }})
 	g.waitConnected(within)
 	br.Stop()
-	waitFor(t, within, "the bridge to notice", func() bool { return !g.bridge.gate.isUp() })
+	waitFor(t, within, "the bridge to notice", func() bool { return !g.bridge.conn.gate.isUp() })
 	waitFor(t, within, "drops", func() bool { return g.bridge.out.dropped.Load() >= 20 })
 	if n, _ := g.bridge.out.len(); n > 50 {
 		t.Errorf("backlog %d > 50", n)
