@@ -279,7 +279,7 @@ func TestOnMessageQueues(t *testing.T) {
 	b.onMessage(nil, fakeMessage{topic: "esp32gw/other/status", payload: []byte("online")})
 	var got []inMsg
 	for {
-		m, ok := b.states.pop()
+		m, ok := b.cluster.states.pop()
 		if !ok {
 			break
 		}
@@ -292,12 +292,12 @@ func TestOnMessageQueues(t *testing.T) {
 		t.Errorf("rejected %d, want 3", n)
 	}
 	// A linksDown note is not overtaken by later state on a queued topic.
-	b.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("online")})
-	b.remoteLinksDown("gone")
-	b.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("offline")})
+	b.cluster.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("online")})
+	b.cluster.linksDown("gone")
+	b.cluster.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("offline")})
 	var order []string
 	for {
-		m, ok := b.states.pop()
+		m, ok := b.cluster.states.pop()
 		if !ok {
 			break
 		}
@@ -314,7 +314,7 @@ func TestOnMessageQueues(t *testing.T) {
 func TestClusterHostileInput(t *testing.T) {
 	checkNoLeak(t)
 	br := startBroker(t, mosquittotest.Options{})
-	g := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster, bridge: func(b *Bridge) { b.remoteMetaWait = 200 * time.Millisecond }})
+	g := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: clustered, bridge: func(b *Bridge) { b.cluster.metaWait = 200 * time.Millisecond }})
 	g.waitConnected(within)
 	c := newClient(t, br.URL(), clientOptions{}, map[string]byte{"esp32gw/+/set/+": 1})
 	for _, dev := range []string{"junk1", "junk2", "junk3"} {

@@ -29,10 +29,6 @@ const (
 	// hubQueueLen is the bridge's subscriber queue in the hub; the pump
 	// only moves messages into the outbox, so it keeps up easily.
 	hubQueueLen = 4096
-	// stateQueueTopics bounds the distinct topics of state messages from
-	// the broker awaiting dispatch; a newer message on a queued topic
-	// replaces the older one, so only a flood of new topics drops (counted).
-	stateQueueTopics = 4096
 	// setQueueLen bounds commands from set topics awaiting the dispatcher;
 	// beyond it a command is answered "gateway busy" at once.
 	setQueueLen = 256
@@ -51,26 +47,7 @@ const (
 	// maxInboundPayload bounds any message from the broker (the board frame
 	// limit); larger ones are dropped and counted.
 	maxInboundPayload = 64 << 10
-	// remoteMetaWait is how long a remote device's status and values wait
-	// for its meta before the entry is forgotten.
-	remoteMetaWait = time.Minute
-	// maxPendingBytes bounds the values of remote devices held while they
-	// wait for their meta or their status, all devices together.
-	maxPendingBytes = 8 << 20
 
-	// remoteResultTimeout bounds waiting for another gateway's result; it
-	// is below gateway.CommandTimeout so the browser gets our clear error.
-	remoteResultTimeout = 1500 * time.Millisecond
-	// probeWait is how long, after a ping, the gateways whose imported
-	// devices are online have to answer on their alive topic before those
-	// devices are marked offline.
-	probeWait = 3 * time.Second
-	// joinSettle is how long after a (re)connect the retained statuses of
-	// other gateways' devices have to arrive before we ping their gateways:
-	// a gateway that died while we were away left its devices "online".
-	joinSettle = time.Second
-	// maxRemoteDevices bounds what cluster mode imports.
-	maxRemoteDevices = 1024
 )
 
 // Bridge is the MQTT side of the gateway. Create it with New and start it
@@ -87,25 +64,18 @@ type Bridge struct {
 	qos      byte
 
 	// Knobs tests may lower before Run.
-	resultTimeout         time.Duration
-	cmdBudget             time.Duration
-	remoteMetaWait        time.Duration
-	probeWait, joinSettle time.Duration
+	cmdBudget time.Duration
 
 	out     *outbox
 	conn    *connection
 	pub     *publisher
-	waiters waiters
+	cluster *cluster // nil unless mqtt.cluster
 
-	states   *stateQueue   // metas, statuses, values from the broker; coalescing
 	sets     chan setMsg   // commands from set topics
 	resync   chan struct{} // capacity 1: (re)connected, re-publish everything
 	haOnline chan struct{} // capacity 1: Home Assistant restarted
-	joined   chan struct{} // capacity 1: (re)connected; cluster mode re-checks who is alive
 
 	m metrics
-
-	pendingBytes int // dispatch's: sum of remoteDev.pendingBytes
 }
 
 // metrics are the bridge's counters for /metrics.
@@ -154,16 +124,11 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	b := &Bridge{
 		cfg: cfg, hub: hub, log: log.With("component", "mqtt"), gw: gw,
 		topics: topics{prefix}, haPrefix: haPrefix, qos: qos,
-		resultTimeout: remoteResultTimeout,
-		cmdBudget:     commandBudget, remoteMetaWait: remoteMetaWait,
-		probeWait: probeWait, joinSettle: joinSettle,
-		out:      newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
-		states:   newStateQueue(stateQueueTopics),
-		sets:     make(chan setMsg, setQueueLen),
-		resync:   make(chan struct{}, 1),
-		haOnline: make(chan struct{}, 1),
-		joined:   make(chan struct{}, 1),
-		waiters:  waiters{m: map[string][]*waiter{}},
+		cmdBudget: commandBudget,
+		out:       newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
+		sets:      make(chan setMsg, setQueueLen),
+		resync:    make(chan struct{}, 1),
+		haOnline:  make(chan struct{}, 1),
 	}
 	filters := b.topics.subscriptions(cfg.Cluster)
 	if cfg.HomeAssistant.Enabled {
@@ -171,16 +136,24 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	}
 	b.conn = newConnection(cfg, clientID, b.topics, filters, b.log, &b.m, b.out)
 	b.conn.onMessage = b.onMessage
+	b.pub = &publisher{out: b.out, gate: &b.conn.gate, m: &b.m, log: b.log, window: inflightWindow}
+	if cfg.Cluster {
+		b.cluster = newCluster(hub, b.log, b.topics, b.out, &b.conn.gate, &b.m)
+	}
 	b.conn.up = func() {
-		for _, ch := range []chan struct{}{b.resync, b.joined} {
-			select {
-			case ch <- struct{}{}:
-			default:
-			}
+		select {
+		case b.resync <- struct{}{}:
+		default:
+		}
+		if b.cluster != nil {
+			b.cluster.joined()
 		}
 	}
-	b.conn.lost = func() { b.remoteLinksDown("gateway lost its MQTT broker connection") }
-	b.pub = &publisher{out: b.out, gate: &b.conn.gate, m: &b.m, log: b.log, window: inflightWindow}
+	b.conn.lost = func() {
+		if b.cluster != nil {
+			b.cluster.linksDown("gateway lost its MQTT broker connection")
+		}
+	}
 	return b
 }
 
@@ -198,7 +171,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	var work, pub sync.WaitGroup
 	work.Go(func() { b.pump(workCtx) })
 	work.Go(func() { b.commands(workCtx) })
-	work.Go(func() { b.dispatch(workCtx) })
+	if b.cluster != nil {
+		work.Go(func() { b.cluster.run(workCtx) })
+	}
 	pub.Go(func() { b.pub.run(pubCtx, client) })
 
 	b.conn.run(ctx)
