@@ -3,12 +3,12 @@ package mqttbridge
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
@@ -39,8 +39,8 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 		b.log.Debug("mqtt: dropped oversized message", "topic", topic, "bytes", len(payload))
 		return
 	}
-	if b.cfg.HomeAssistant.Enabled && topic == b.haPrefix+"/status" {
-		if strings.TrimSpace(string(payload)) == payloadOnline {
+	if b.cfg.HomeAssistant.Enabled && topic == b.ha.BirthTopic() {
+		if hadiscovery.IsBirth(payload) {
 			select {
 			case b.haOnline <- struct{}{}:
 			default:

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
@@ -47,7 +48,6 @@ const (
 	// maxInboundPayload bounds any message from the broker (the board frame
 	// limit); larger ones are dropped and counted.
 	maxInboundPayload = 64 << 10
-
 )
 
 // Bridge is the MQTT side of the gateway. Create it with New and start it
@@ -55,13 +55,13 @@ const (
 // the connection (conn), the publisher (pub), the pump from the hub, the
 // command runner, and, in cluster mode, the cluster.
 type Bridge struct {
-	cfg      gateway.MQTTConfig
-	hub      *gateway.Hub
-	log      *slog.Logger
-	gw       string // this gateway's id
-	topics   topics
-	haPrefix string
-	qos      byte
+	cfg    gateway.MQTTConfig
+	hub    *gateway.Hub
+	log    *slog.Logger
+	gw     string // this gateway's id
+	topics topics
+	ha     hadiscovery.Config
+	qos    byte
 
 	// Knobs tests may lower before Run.
 	cmdBudget time.Duration
@@ -123,16 +123,20 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	}
 	b := &Bridge{
 		cfg: cfg, hub: hub, log: log.With("component", "mqtt"), gw: gw,
-		topics: topics{prefix}, haPrefix: haPrefix, qos: qos,
+		topics: topics{prefix}, qos: qos,
 		cmdBudget: commandBudget,
 		out:       newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
 		sets:      make(chan setMsg, setQueueLen),
 		resync:    make(chan struct{}, 1),
 		haOnline:  make(chan struct{}, 1),
 	}
+	b.ha = hadiscovery.Config{
+		Prefix: haPrefix, NodePrefix: prefix,
+		StatusTopic: b.topics.status, ValueTopic: b.topics.value, SetTopic: b.topics.set,
+	}
 	filters := b.topics.subscriptions(cfg.Cluster)
 	if cfg.HomeAssistant.Enabled {
-		filters[haPrefix+"/status"] = 0
+		filters[b.ha.BirthTopic()] = 0
 	}
 	b.conn = newConnection(cfg, clientID, b.topics, filters, b.log, &b.m, b.out)
 	b.conn.onMessage = b.onMessage

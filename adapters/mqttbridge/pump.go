@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
@@ -16,8 +17,39 @@ type localDev struct {
 	remote  bool
 	meta    []byte            // last meta payload queued
 	lastSeq map[string]uint64 // per label: seq of the newest value queued
-	disc    discoveryDevice
+	disc    hadiscovery.Device
+	labelAt map[string]int    // index of each label in disc.Labels
 	haPub   map[string][]byte // discovery configs queued, by topic
+}
+
+func newLocalDev(info gateway.DeviceInfo) *localDev {
+	return &localDev{
+		remote:  info.Remote,
+		lastSeq: map[string]uint64{},
+		disc:    hadiscovery.Device{ID: info.ID, Name: info.Name, Transport: info.Transport, Commands: info.Commands},
+		labelAt: map[string]int{},
+		haPub:   map[string][]byte{},
+	}
+}
+
+// observe records v as label's latest value for discovery and reports
+// whether the label is new or its shape changed. Labels without a value
+// topic of their own (reservedLabel) get no entity.
+func (d *localDev) observe(label string, v json.RawMessage) bool {
+	if reservedLabel(label) {
+		return false
+	}
+	sh := hadiscovery.ShapeOf(v)
+	if i, ok := d.labelAt[label]; ok {
+		if d.disc.Labels[i].Shape == sh {
+			return false
+		}
+		d.disc.Labels[i].Shape = sh
+		return true
+	}
+	d.labelAt[label] = len(d.disc.Labels)
+	d.disc.Labels = append(d.disc.Labels, hadiscovery.Label{Name: label, Shape: sh})
+	return true
 }
 
 // pump moves the hub's stream into the outbox until ctx ends or the hub
@@ -115,15 +147,8 @@ func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, firs
 			d.lastSeq[m.Label] = m.Seq
 		}
 		b.out.push(&outMsg{topic: b.topics.value(m.Device, m.Label), payload: m.Value, qos: b.qos, retain: retain})
-		if b.cfg.HomeAssistant.Enabled {
-			sh := shapeOf(m.Value)
-			if old, seen := d.disc.shapes[m.Label]; !seen || old != sh {
-				if !seen {
-					d.disc.labels = append(d.disc.labels, m.Label)
-				}
-				d.disc.shapes[m.Label] = sh
-				b.publishDiscovery(d, false)
-			}
+		if b.cfg.HomeAssistant.Enabled && d.observe(m.Label, m.Value) {
+			b.publishDiscovery(d, false)
 		}
 	}
 }
@@ -142,12 +167,7 @@ func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
 	if !ok {
 		return nil
 	}
-	d := &localDev{
-		remote:  info.Remote,
-		lastSeq: map[string]uint64{},
-		disc:    discoveryDevice{id: id, name: info.Name, transport: info.Transport, commands: info.Commands, shapes: map[string]valueShape{}},
-		haPub:   map[string][]byte{},
-	}
+	d := newLocalDev(info)
 	devs[id] = d
 	return d
 }
@@ -169,7 +189,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 		if d.remote {
 			continue
 		}
-		d.disc.name, d.disc.transport, d.disc.commands = st.Name, st.Transport, st.Commands
+		d.disc.Name, d.disc.Transport, d.disc.Commands = st.Name, st.Transport, st.Commands
 		meta, _ := json.Marshal(struct {
 			Gateway   string   `json:"gateway"`
 			Name      string   `json:"name"`
@@ -185,10 +205,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 			if !ok {
 				continue
 			}
-			if _, seen := d.disc.shapes[l]; !seen {
-				d.disc.labels = append(d.disc.labels, l)
-			}
-			d.disc.shapes[l] = shapeOf(lv.Value)
+			d.observe(l, lv.Value)
 			if all && b.cfg.Retain && !reservedLabel(l) && lv.Seq >= d.lastSeq[l] {
 				// Restore the retained last value (a broker without
 				// persistence lost it). Queued as state: it replaces an
@@ -219,7 +236,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 // of them with all; configs that no longer apply (a label changed kind) are
 // cleared with an empty retained message.
 func (b *Bridge) publishDiscovery(d *localDev, all bool) {
-	want := b.discoveryConfigs(d.disc)
+	want := hadiscovery.Configs(b.ha, d.disc)
 	for topic := range d.haPub {
 		if _, ok := want[topic]; !ok {
 			b.out.push(&outMsg{topic: topic, payload: []byte{}, qos: 1, retain: true, state: true})
