@@ -245,12 +245,12 @@ func TestOnMessageQueues(t *testing.T) {
 	}
 	cfg := gateway.DefaultConfig().MQTT
 	b := New(cfg, hub, nil)
-	b.sets = make(chan setMsg, 2) // no dispatcher runs: the queue fills
+	b.cmds.sets = make(chan setMsg, 2) // no dispatcher runs: the queue fills
 	for range 5 {
 		b.onMessage(nil, fakeMessage{topic: "esp32gw/mine/set/led", payload: []byte("toggle")})
 	}
-	if len(b.sets) != 2 {
-		t.Errorf("%d commands queued, want 2", len(b.sets))
+	if len(b.cmds.sets) != 2 {
+		t.Errorf("%d commands queued, want 2", len(b.cmds.sets))
 	}
 	busy := 0
 	for {

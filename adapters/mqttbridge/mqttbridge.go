@@ -4,22 +4,35 @@
 // PREFIX/bridge/state (with a retained Last Will), metadata to
 // PREFIX/<device>/meta; commands arrive on PREFIX/<device>/set/<label> and
 // are answered on …/result. With homeassistant.enabled it publishes MQTT
-// discovery configs; with cluster it imports the devices other gateways
-// publish on the same broker and routes commands for them through their set
-// topics.
+// discovery configs (built by hadiscovery); with cluster it imports the
+// devices other gateways publish on the same broker and routes commands for
+// them through their set topics.
 //
-// Run owns every goroutine the bridge starts (the connection loop, the pump
-// from the hub, the publisher, the state dispatcher, the command
-// dispatcher and its per-device workers) and returns only after all of them have exited. paho's own
-// handlers never block: they hand messages to bounded channels.
+// The parts, each owning what its doc says:
+//
+//   - connection (conn.go, conn_close.go): paho's client, the socket under
+//     it, Last Will, subscriptions, reconnect backoff, shutdown;
+//   - publisher (publish.go): the in-flight window from the outbox to paho;
+//   - outbox and the other queues (queue.go): bounded, with their overflow
+//     policies written down;
+//   - pump (pump.go): the hub's stream into the outbox, discovery included;
+//   - commander (commands.go): commands from set topics and their results;
+//   - cluster (cluster*.go, nil unless mqtt.cluster): other gateways'
+//     devices, their liveness, and commands forwarded to them;
+//   - topics (topics.go): every topic name, and the parser.
+//
+// Run starts every goroutine the bridge has (the connection loop runs on
+// Run's own) and returns only after all of them, and paho's, have exited.
+// paho's handlers never block: they hand messages to bounded queues or
+// channels of one.
 package mqttbridge
 
 import (
 	"context"
 	"log/slog"
 	"sync"
-	"sync/atomic"
-	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
@@ -30,21 +43,6 @@ const (
 	// hubQueueLen is the bridge's subscriber queue in the hub; the pump
 	// only moves messages into the outbox, so it keeps up easily.
 	hubQueueLen = 4096
-	// setQueueLen bounds commands from set topics awaiting the dispatcher;
-	// beyond it a command is answered "gateway busy" at once.
-	setQueueLen = 256
-	// commandQueueLen bounds each device's commands waiting for its worker;
-	// beyond it a command is answered "gateway busy".
-	commandQueueLen = 32
-	// commandBudget is how long an MQTT command may take from its arrival
-	// to its answer: one that waited longer is not run ("gateway busy: the
-	// command waited too long"), one running is cut off then. It keeps the
-	// contract's "command answer within 2 s".
-	commandBudget = gateway.CommandTimeout
-	// minCommandTime is the least of its budget a command must have left
-	// to be sent to the board at all; with less it is answered busy.
-	minCommandTime = 100 * time.Millisecond
-
 	// maxInboundPayload bounds any message from the broker (the board frame
 	// limit); larger ones are dropped and counted.
 	maxInboundPayload = 64 << 10
@@ -58,41 +56,17 @@ type Bridge struct {
 	cfg    gateway.MQTTConfig
 	hub    *gateway.Hub
 	log    *slog.Logger
-	gw     string // this gateway's id
 	topics topics
 	ha     hadiscovery.Config
-	qos    byte
-
-	// Knobs tests may lower before Run.
-	cmdBudget time.Duration
 
 	out     *outbox
 	conn    *connection
 	pub     *publisher
+	pump    *pump
+	cmds    *commander
 	cluster *cluster // nil unless mqtt.cluster
 
-	sets     chan setMsg   // commands from set topics
-	resync   chan struct{} // capacity 1: (re)connected, re-publish everything
-	haOnline chan struct{} // capacity 1: Home Assistant restarted
-
 	m metrics
-}
-
-// metrics are the bridge's counters for /metrics.
-type metrics struct {
-	connected       atomic.Bool
-	connects        atomic.Uint64
-	connectFailures atomic.Uint64
-	published       atomic.Uint64
-	publishErrors   atomic.Uint64
-	inboundDropped  atomic.Uint64
-	inboundRejected atomic.Uint64
-	commandsOK      atomic.Uint64
-	commandsErr     atomic.Uint64
-	retainedIgnored atomic.Uint64
-	remoteDevices   atomic.Int64
-	remotePending   atomic.Int64
-	lastReconnect   atomic.Int64 // ns from connection loss to the next connect
 }
 
 // New returns a bridge for hub; Run connects it. The gateway id names this
@@ -122,13 +96,9 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		haPrefix = "homeassistant"
 	}
 	b := &Bridge{
-		cfg: cfg, hub: hub, log: log.With("component", "mqtt"), gw: gw,
-		topics: topics{prefix}, qos: qos,
-		cmdBudget: commandBudget,
-		out:       newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
-		sets:      make(chan setMsg, setQueueLen),
-		resync:    make(chan struct{}, 1),
-		haOnline:  make(chan struct{}, 1),
+		cfg: cfg, hub: hub, log: log.With("component", "mqtt"),
+		topics: topics{prefix},
+		out:    newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
 	}
 	b.ha = hadiscovery.Config{
 		Prefix: haPrefix, NodePrefix: prefix,
@@ -141,12 +111,23 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 	b.conn = newConnection(cfg, clientID, b.topics, filters, b.log, &b.m, b.out)
 	b.conn.onMessage = b.onMessage
 	b.pub = &publisher{out: b.out, gate: &b.conn.gate, m: &b.m, log: b.log, window: inflightWindow}
+	b.pump = &pump{
+		hub: hub, out: b.out, topics: b.topics, retain: cfg.Retain, qos: qos, log: b.log,
+		resync: make(chan struct{}, 1), haOnline: make(chan struct{}, 1),
+	}
+	if cfg.HomeAssistant.Enabled {
+		b.pump.ha = &b.ha
+	}
+	b.cmds = &commander{
+		hub: hub, out: b.out, topics: b.topics, m: &b.m, log: b.log, clustered: cfg.Cluster,
+		budget: commandBudget, sets: make(chan setMsg, setQueueLen),
+	}
 	if cfg.Cluster {
 		b.cluster = newCluster(hub, b.log, b.topics, b.out, &b.conn.gate, &b.m)
 	}
 	b.conn.up = func() {
 		select {
-		case b.resync <- struct{}{}:
+		case b.pump.resync <- struct{}{}:
 		default:
 		}
 		if b.cluster != nil {
@@ -173,8 +154,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 	defer stopWork()
 	client := b.conn.newClient()
 	var work, pub sync.WaitGroup
-	work.Go(func() { b.pump(workCtx) })
-	work.Go(func() { b.commands(workCtx) })
+	work.Go(func() { b.pump.run(workCtx) })
+	work.Go(func() { b.cmds.run(workCtx) })
 	if b.cluster != nil {
 		work.Go(func() { b.cluster.run(workCtx) })
 	}
@@ -190,12 +171,42 @@ func (b *Bridge) Run(ctx context.Context) error {
 	work.Wait()
 	stopPub()
 	pub.Wait()
-	b.conn.shutdown(b.localDevices())
+	b.conn.shutdown(b.localStatusTopics())
 	return nil
 }
 
-// localDevices returns the status topics of this gateway's own devices.
-func (b *Bridge) localDevices() []string {
+// onMessage is paho's handler for every incoming message. It never blocks:
+// Home Assistant's birth message is a signal to the pump (a channel of
+// one); the cluster's messages go to cluster.take; a set message goes to
+// the bounded command queue (answered "gateway busy" when full). Oversized
+// messages are dropped before anything else.
+func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
+	topic, payload := m.Topic(), m.Payload()
+	if len(payload) > maxInboundPayload {
+		b.m.inboundRejected.Add(1)
+		b.log.Debug("mqtt: dropped oversized message", "topic", topic, "bytes", len(payload))
+		return
+	}
+	if b.cfg.HomeAssistant.Enabled && topic == b.ha.BirthTopic() {
+		if hadiscovery.IsBirth(payload) {
+			select {
+			case b.pump.haOnline <- struct{}{}:
+			default:
+			}
+		}
+		return
+	}
+	if b.cluster != nil && b.cluster.take(topic, payload, m.Retained()) {
+		return
+	}
+	if kind, dev, label := b.topics.parse(topic); kind == tkSet {
+		b.cmds.take(dev, label, m)
+	}
+}
+
+// localStatusTopics returns the status topics of this gateway's own
+// devices.
+func (b *Bridge) localStatusTopics() []string {
 	_, devices := b.hub.Snapshot()
 	topics := make([]string, 0, len(devices)+1)
 	for _, d := range devices {

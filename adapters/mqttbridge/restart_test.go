@@ -198,7 +198,7 @@ func TestBrokerDownAtStart(t *testing.T) {
 func TestBacklogBoundedWhileBrokerDown(t *testing.T) {
 	br := startBroker(t, mosquittotest.Options{})
 	g := startGateway(t, br.URL(), gwOptions{devices: []gateway.DeviceConfig{tutorial("demo", 10*time.Millisecond)},
-		bridge: func(b *Bridge) { b.out = newOutbox(50, 1<<20) }})
+		bridge: func(b *Bridge) { b.out.opt.maxLen, b.out.opt.maxBytes = 50, 1<<20 }})
 	g.waitConnected(within)
 	br.Stop()
 	waitFor(t, within, "the bridge to notice", func() bool { return !g.bridge.conn.gate.isUp() })

@@ -1,13 +1,6 @@
 package mqttbridge
 
-import (
-	"bytes"
-	"encoding/json"
-	"strings"
-	"unicode/utf8"
-
-	"github.com/esp32gw/esp32gw/gateway"
-)
+import "strings"
 
 // Topic names under the configured prefix (DESIGN.md, "MQTT topics").
 const (
@@ -26,10 +19,6 @@ const (
 	payloadOnline  = "online"
 	payloadOffline = "offline"
 )
-
-// maxSetPayload bounds an MQTT command value, as the browser message limit
-// bounds a browser command.
-const maxSetPayload = 16 << 10
 
 // reservedLabel reports whether a label cannot get its own value topic
 // because PREFIX/<device>/<label> would be a topic the contract already
@@ -141,41 +130,4 @@ func (t topics) parse(topic string) (kind topicKind, dev, label string) {
 		return tkValue, dev, parts[1]
 	}
 	return tkOther, "", ""
-}
-
-// commandValue turns a set payload into the command value: a valid JSON
-// number, string, bool or object is taken as that value; anything else
-// (bare words like toggle, arrays, null, invalid UTF-8) as text, without
-// surrounding whitespace (so `echo toggle | mosquitto_pub -s` works).
-func commandValue(payload []byte) json.RawMessage {
-	t := bytes.TrimSpace(payload)
-	if len(t) > 0 && json.Valid(t) {
-		switch t[0] {
-		case '"', '{', 't', 'f', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-			var buf bytes.Buffer
-			if json.Compact(&buf, t) == nil {
-				return buf.Bytes()
-			}
-		}
-	}
-	s := string(t)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	v, _ := json.Marshal(s) // a string always encodes
-	return v
-}
-
-// resultPayload is the answer to one MQTT command for device: the same
-// sentence as on /ws and HTTP, and the error's stable code.
-func resultPayload(device string, err error) []byte {
-	if err == nil {
-		return []byte(`{"ok":true}`)
-	}
-	b, _ := json.Marshal(struct {
-		OK    bool         `json:"ok"`
-		Error string       `json:"error"`
-		Code  gateway.Code `json:"code"`
-	}{false, gateway.Describe(device, err), gateway.CodeOf(err)})
-	return b
 }
