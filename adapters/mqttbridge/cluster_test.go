@@ -14,19 +14,19 @@ import (
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 )
 
-func cluster(c *gateway.MQTTConfig) { c.Cluster = true; c.ClientID = "esp32gw" }
+func clustered(c *gateway.MQTTConfig) { c.Cluster = true; c.ClientID = "esp32gw" }
 
 // Two gateways on one broker: B shows A's board (marked with A), follows
 // its readings, and commands it; neither re-imports its own devices.
 func TestClusterTwoGateways(t *testing.T) {
 	checkNoLeak(t)
 	br := startBroker(t, mosquittotest.Options{})
-	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: cluster})
-	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: cluster})
+	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: clustered})
+	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: clustered})
 	a.waitConnected(within)
 	b.waitConnected(within)
-	if a.bridge.clientID == b.bridge.clientID {
-		t.Fatalf("both gateways use client id %q", a.bridge.clientID)
+	if a.bridge.conn.clientID == b.bridge.conn.clientID {
+		t.Fatalf("both gateways use client id %q", a.bridge.conn.clientID)
 	}
 
 	waitFor(t, within, "B to show A's board online with readings", func() bool {
@@ -76,7 +76,7 @@ func TestClusterTwoGateways(t *testing.T) {
 // within the contract's 2 s.
 func TestClusterCommandTimeout(t *testing.T) {
 	br := startBroker(t, mosquittotest.Options{})
-	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster})
+	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: clustered})
 	b.waitConnected(within)
 	// A gateway that announced a board and then hung (or was SIGKILLed).
 	c := newClient(t, br.URL(), clientOptions{}, nil)
@@ -121,7 +121,7 @@ func TestTLSAndPassword(t *testing.T) {
 
 	bad := startGateway(t, br.URL(), gwOptions{id: "gw2",
 		mqtt:   func(c *gateway.MQTTConfig) { c.Username, c.Password = "gw", "wrong-pass-xyz" },
-		bridge: func(b *Bridge) { b.tlsConfig = tc }})
+		bridge: func(b *Bridge) { b.conn.tlsConfig = tc }})
 	waitFor(t, within, "the bad password to be refused twice", func() bool { return bad.bridge.m.connectFailures.Load() >= 2 })
 	bad.stop()
 	for _, logs := range []string{g.logs.String(), bad.logs.String()} {
@@ -131,5 +131,25 @@ func TestTLSAndPassword(t *testing.T) {
 	}
 	if !strings.Contains(bad.logs.String(), "not Authorized") && !strings.Contains(bad.logs.String(), "bad user name or password") {
 		t.Logf("refusal as logged:\n%s", bad.logs.String())
+	}
+}
+
+// With mqtt.cluster off the bridge has no cluster: other gateways' state
+// and results are ignored, and no cluster subscription is made.
+func TestClusterOffHasNoCluster(t *testing.T) {
+	hub := gateway.NewHub(gateway.Options{GatewayID: "me"})
+	defer hub.Close()
+	b := New(gateway.DefaultConfig().MQTT, hub, nil)
+	if b.cluster != nil {
+		t.Fatal("cluster mode off, but the bridge has a cluster")
+	}
+	for _, topic := range []string{"esp32gw/other/meta", "esp32gw/other/set/led/result", "esp32gw/bridge/ping", "esp32gw/bridge/state"} {
+		b.onMessage(nil, fakeMessage{topic: topic, payload: []byte(`{"gateway":"x"}`)})
+	}
+	if n, _ := b.out.len(); n != 0 {
+		t.Errorf("%d messages queued for the broker, want none (no alive answer without cluster)", n)
+	}
+	if _, ok := b.conn.filters["esp32gw/+/+"]; ok || len(b.conn.filters) != 1 {
+		t.Errorf("subscriptions without cluster: %v", b.conn.filters)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/backoff"
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 )
 
@@ -25,7 +26,7 @@ func TestShutdownWhenBrokerStopsAcknowledging(t *testing.T) {
 	br := startBroker(t, mosquittotest.Options{})
 	px := mosquittotest.StartProxy(t, br)
 	g := startGateway(t, px.URL(), gwOptions{devices: []gateway.DeviceConfig{tutorial("demo", 10*time.Millisecond)},
-		bridge: func(b *Bridge) { b.window = 4 }})
+		bridge: func(b *Bridge) { b.pub.window = 4 }})
 	g.waitConnected(within)
 	c := newClient(t, br.URL(), clientOptions{}, map[string]byte{"esp32gw/bridge/state": 1, "esp32gw/demo/status": 1, "esp32gw/demo/count": 1})
 	c.expect("esp32gw/demo/status", within, func(m msg) bool { return m.Payload == "online" })
@@ -97,9 +98,9 @@ func TestShutdownDuringConnect(t *testing.T) {
 // connecting reports whether the bridge has a connection open (paho is in
 // its handshake).
 func connecting(g *testGateway) bool {
-	g.bridge.conns.mu.Lock()
-	defer g.bridge.conns.mu.Unlock()
-	return g.bridge.conns.raw != nil
+	g.bridge.conn.conns.mu.Lock()
+	defer g.bridge.conn.conns.mu.Unlock()
+	return g.bridge.conn.conns.raw != nil
 }
 
 // A subscription the broker refuses (SUBACK 0x80, not a token error):
@@ -111,9 +112,11 @@ func TestRefusedSubscriptionReconnects(t *testing.T) {
 	px := mosquittotest.StartProxy(t, br)
 	px.RefuseSubscriptions(true)
 	g := startGateway(t, px.URL(), gwOptions{devices: []gateway.DeviceConfig{tutorial("demo", time.Hour)},
-		bridge: func(b *Bridge) { b.backoffMin, b.backoffMax = 20*time.Millisecond, 50*time.Millisecond }})
+		bridge: func(b *Bridge) {
+			b.conn.backoff = backoff.Policy{Base: 20 * time.Millisecond, Cap: 50 * time.Millisecond}
+		}})
 	waitFor(t, within, "a second connection after the refusal", func() bool { return g.bridge.m.connects.Load() >= 2 })
-	if g.bridge.gate.isUp() || g.bridge.m.connected.Load() {
+	if g.bridge.conn.gate.isUp() || g.bridge.m.connected.Load() {
 		t.Errorf("bridge marked connected though its subscription was refused")
 	}
 	logs := g.logs.String()
@@ -136,7 +139,7 @@ func TestBrokerURLRedactedInLogs(t *testing.T) {
 	bad := startGateway(t, "tcp://gw:wrong-pass-xyz@"+br.Addr(), gwOptions{id: "gw2"})
 	waitFor(t, within, "a refused connection", func() bool { return bad.bridge.m.connectFailures.Load() >= 1 })
 	br.Stop()
-	waitFor(t, within, "the lost connection", func() bool { return !g.bridge.gate.isUp() })
+	waitFor(t, within, "the lost connection", func() bool { return !g.bridge.conn.gate.isUp() })
 	g.stop()
 	bad.stop()
 	for _, logs := range []string{g.logs.String(), bad.logs.String()} {
@@ -242,12 +245,12 @@ func TestOnMessageQueues(t *testing.T) {
 	}
 	cfg := gateway.DefaultConfig().MQTT
 	b := New(cfg, hub, nil)
-	b.sets = make(chan setMsg, 2) // no dispatcher runs: the queue fills
+	b.cmds.sets = make(chan setMsg, 2) // no dispatcher runs: the queue fills
 	for range 5 {
 		b.onMessage(nil, fakeMessage{topic: "esp32gw/mine/set/led", payload: []byte("toggle")})
 	}
-	if len(b.sets) != 2 {
-		t.Errorf("%d commands queued, want 2", len(b.sets))
+	if len(b.cmds.sets) != 2 {
+		t.Errorf("%d commands queued, want 2", len(b.cmds.sets))
 	}
 	busy := 0
 	for {
@@ -276,7 +279,7 @@ func TestOnMessageQueues(t *testing.T) {
 	b.onMessage(nil, fakeMessage{topic: "esp32gw/other/status", payload: []byte("online")})
 	var got []inMsg
 	for {
-		m, ok := b.states.pop()
+		m, ok := b.cluster.states.pop()
 		if !ok {
 			break
 		}
@@ -289,12 +292,12 @@ func TestOnMessageQueues(t *testing.T) {
 		t.Errorf("rejected %d, want 3", n)
 	}
 	// A linksDown note is not overtaken by later state on a queued topic.
-	b.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("online")})
-	b.remoteLinksDown("gone")
-	b.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("offline")})
+	b.cluster.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("online")})
+	b.cluster.linksDown("gone")
+	b.cluster.states.push(inMsg{topic: "esp32gw/other/status", payload: []byte("offline")})
 	var order []string
 	for {
-		m, ok := b.states.pop()
+		m, ok := b.cluster.states.pop()
 		if !ok {
 			break
 		}
@@ -311,7 +314,7 @@ func TestOnMessageQueues(t *testing.T) {
 func TestClusterHostileInput(t *testing.T) {
 	checkNoLeak(t)
 	br := startBroker(t, mosquittotest.Options{})
-	g := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster, bridge: func(b *Bridge) { b.remoteMetaWait = 200 * time.Millisecond }})
+	g := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: clustered, bridge: func(b *Bridge) { b.cluster.metaWait = 200 * time.Millisecond }})
 	g.waitConnected(within)
 	c := newClient(t, br.URL(), clientOptions{}, map[string]byte{"esp32gw/+/set/+": 1})
 	for _, dev := range []string{"junk1", "junk2", "junk3"} {

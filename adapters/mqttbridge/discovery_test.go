@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 )
@@ -137,15 +138,14 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 // switch.
 func TestDiscoveryConfigs(t *testing.T) {
 	b := New(gateway.MQTTConfig{}, gateway.NewHub(gateway.Options{GatewayID: "a"}), nil)
-	d := discoveryDevice{id: "dev", name: "Dev", transport: "sim", commands: []string{"toggle", "42"},
-		labels: []string{"temp", "mode", "door", "cmd_toggle", "door_switch", "set", "raw"},
-		shapes: map[string]valueShape{
-			"temp": shapeOf(json.RawMessage(`21.5`)), "mode": shapeOf(json.RawMessage(`"auto"`)),
-			"door": shapeOf(json.RawMessage(`true`)), "cmd_toggle": shapeOf(json.RawMessage(`"x"`)),
-			"door_switch": shapeOf(json.RawMessage(`1`)), "set": shapeOf(json.RawMessage(`1`)),
-			"raw": shapeOf(json.RawMessage(`{"a":1}`)),
-		}}
-	got := b.discoveryConfigs(d)
+	d := newLocalDev(gateway.DeviceInfo{ID: "dev", Name: "Dev", Transport: "sim", Commands: []string{"toggle", "42"}})
+	for _, lv := range []struct{ l, v string }{
+		{"temp", `21.5`}, {"mode", `"auto"`}, {"door", `true`}, {"cmd_toggle", `"x"`},
+		{"door_switch", `1`}, {"set", `1`}, {"raw", `{"a":1}`},
+	} {
+		d.observe(lv.l, json.RawMessage(lv.v))
+	}
+	got := hadiscovery.Configs(b.ha, d.disc)
 	ids := map[string]string{}
 	comps := map[string]string{}
 	for topic, p := range got {
@@ -178,79 +178,5 @@ func TestDiscoveryConfigs(t *testing.T) {
 	}
 	if len(got) != 9 {
 		t.Errorf("%d configs, want 9 (no entity for the reserved label set): %v", len(got), comps)
-	}
-}
-
-func TestShapeOf(t *testing.T) {
-	for _, tc := range []struct{ v, on, off string }{
-		{`"LED ON"`, "LED ON", "LED OFF"}, {`"LED OFF"`, "LED ON", "LED OFF"}, {`"on"`, "on", "off"},
-		{`"Closed"`, "Open", "Closed"}, {`"door open "`, "door open ", "door closed "}, {`false`, "true", "false"},
-		{`"HIGH"`, "HIGH", "LOW"},
-	} {
-		sh := shapeOf(json.RawMessage(tc.v))
-		if sh.kind != kindBinary || sh.on != tc.on || sh.off != tc.off {
-			t.Errorf("shapeOf(%s) = %+v, want on %q off %q", tc.v, sh, tc.on, tc.off)
-		}
-	}
-}
-
-func TestClassify(t *testing.T) {
-	for _, tc := range []struct {
-		v    string
-		want valueKind
-	}{
-		{`21.5`, kindNumber}, {`-3`, kindNumber}, {`true`, kindBinary}, {`"LED ON"`, kindBinary},
-		{`"off"`, kindBinary}, {`"Open"`, kindBinary}, {`"hello"`, kindText}, {`null`, kindText},
-		{`{"a":1}`, kindJSON}, {`[1,2]`, kindJSON}, {`"onion"`, kindText},
-	} {
-		if got := classify(json.RawMessage(tc.v)); got != tc.want {
-			t.Errorf("classify(%s) = %d, want %d", tc.v, got, tc.want)
-		}
-	}
-}
-
-func TestCommandValue(t *testing.T) {
-	for _, tc := range []struct{ in, want string }{
-		{`toggle`, `"toggle"`},
-		{`"toggle"`, `"toggle"`},
-		{` 42 `, `42`},
-		{`-1.5`, `-1.5`},
-		{`true`, `true`},
-		{`{"a": 1}`, `{"a":1}`},
-		{`[1,2]`, `"[1,2]"`},
-		{`null`, `"null"`},
-		{"toggle\n", `"toggle"`},
-		{``, `""`},
-		{"\xff", "\"\ufffd\""},
-	} {
-		if got := string(commandValue([]byte(tc.in))); got != tc.want {
-			t.Errorf("commandValue(%q) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestParseTopic(t *testing.T) {
-	b := New(gateway.MQTTConfig{TopicPrefix: "home/gw"}, gateway.NewHub(gateway.Options{GatewayID: "a"}), nil)
-	for _, tc := range []struct {
-		topic      string
-		kind       topicKind
-		dev, label string
-	}{
-		{"home/gw/demo/set/led", tkSet, "demo", "led"},
-		{"home/gw/demo/set/", tkSet, "demo", ""},
-		{"home/gw/demo/set/led/result", tkResult, "demo", "led"},
-		{"home/gw/demo/meta", tkMeta, "demo", ""},
-		{"home/gw/demo/status", tkStatus, "demo", ""},
-		{"home/gw/demo/temp", tkValue, "demo", "temp"},
-		{"home/gw/bridge/state", tkOther, "", ""},
-		{"home/gw/bridge/meta", tkOther, "", ""}, // never a remote device named bridge
-		{"home/gw/bridge/set/x", tkOther, "", ""},
-		{"other/demo/temp", tkOther, "", ""},
-		{"home/gw/demo/set", tkOther, "", ""},
-	} {
-		k, d, l := b.parseTopic(tc.topic)
-		if k != tc.kind || d != tc.dev || l != tc.label {
-			t.Errorf("parseTopic(%s) = %d %q %q, want %d %q %q", tc.topic, k, d, l, tc.kind, tc.dev, tc.label)
-		}
 	}
 }

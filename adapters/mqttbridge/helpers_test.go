@@ -106,7 +106,7 @@ func (g *testGateway) stop() {
 func (g *testGateway) waitConnected(within time.Duration) time.Duration {
 	g.t.Helper()
 	start := time.Now()
-	up, change := g.bridge.gate.state()
+	up, change := g.bridge.conn.gate.state()
 	if up {
 		return 0
 	}

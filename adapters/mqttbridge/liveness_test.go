@@ -16,9 +16,9 @@ import (
 func TestClusterGatewayDies(t *testing.T) {
 	checkNoLeak(t)
 	br := startBroker(t, mosquittotest.Options{})
-	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: cluster})
-	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster})
-	c := startGateway(t, br.URL(), gwOptions{id: "pi-c", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: cluster})
+	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: clustered})
+	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: clustered})
+	c := startGateway(t, br.URL(), gwOptions{id: "pi-c", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: clustered})
 	a.waitConnected(within)
 	b.waitConnected(within)
 	c.waitConnected(within)
@@ -32,7 +32,7 @@ func TestClusterGatewayDies(t *testing.T) {
 
 	// A's connection ends without DISCONNECT, and A cannot reconnect.
 	start := time.Now()
-	a.bridge.conns.abort()
+	a.bridge.conn.conns.abort()
 	watch.expect("esp32gw/bridge/state", within, func(m msg) bool { return m.Payload == "offline" }) // A's Will
 	watch.expect("esp32gw/bridge/state", within, func(m msg) bool { return m.Payload == "online" })  // re-asserted
 	waitFor(t, 5*time.Second, "B to show demo offline", func() bool { st, _ := b.hub.DeviceState("demo"); return !st.Online })
@@ -52,7 +52,7 @@ func TestClusterGatewayDies(t *testing.T) {
 
 	// A comes back: its retained statuses and values re-import demo.
 	a.stop()
-	a2 := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: cluster})
+	a2 := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", 50*time.Millisecond)}, mqtt: clustered})
 	a2.waitConnected(within)
 	waitFor(t, within, "B to show demo online again", func() bool { st, _ := b.hub.DeviceState("demo"); return st.Online })
 	for _, g := range []*testGateway{b, c} {
@@ -68,17 +68,17 @@ func TestClusterGatewayDies(t *testing.T) {
 func TestClusterGatewayDiedWhileAway(t *testing.T) {
 	checkNoLeak(t)
 	br := startBroker(t, mosquittotest.Options{})
-	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", time.Hour)}, mqtt: cluster})
-	c := startGateway(t, br.URL(), gwOptions{id: "pi-c", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: cluster})
+	a := startGateway(t, br.URL(), gwOptions{id: "pi-a", devices: []gateway.DeviceConfig{tutorial("demo", time.Hour)}, mqtt: clustered})
+	c := startGateway(t, br.URL(), gwOptions{id: "pi-c", devices: []gateway.DeviceConfig{tutorial("bench", time.Hour)}, mqtt: clustered})
 	a.waitConnected(within)
 	c.waitConnected(within)
 	retainedEventually(t, br.URL(), "esp32gw/demo/status", "online")
 	retainedEventually(t, br.URL(), "esp32gw/bench/status", "online")
-	a.bridge.conns.abort()                                            // A dies; its devices' statuses stay retained "online"
+	a.bridge.conn.conns.abort()                                       // A dies; its devices' statuses stay retained "online"
 	retainedEventually(t, br.URL(), "esp32gw/bridge/state", "online") // C re-asserted it
 
 	start := time.Now()
-	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: cluster})
+	b := startGateway(t, br.URL(), gwOptions{id: "pi-b", mqtt: clustered})
 	b.waitConnected(within)
 	waitFor(t, within, "B to import bench", func() bool { st, err := b.hub.DeviceState("bench"); return err == nil && st.Online })
 	waitFor(t, 10*time.Second, "B to show demo offline", func() bool {

@@ -3,8 +3,26 @@ package mqttbridge
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 )
+
+// metrics are the bridge's counters for /metrics.
+type metrics struct {
+	connected       atomic.Bool
+	connects        atomic.Uint64
+	connectFailures atomic.Uint64
+	published       atomic.Uint64
+	publishErrors   atomic.Uint64
+	inboundDropped  atomic.Uint64
+	inboundRejected atomic.Uint64
+	commandsOK      atomic.Uint64
+	commandsErr     atomic.Uint64
+	retainedIgnored atomic.Uint64
+	remoteDevices   atomic.Int64
+	remotePending   atomic.Int64
+	lastReconnect   atomic.Int64 // ns from connection loss to the next connect
+}
 
 // WriteMetrics writes the bridge's Prometheus metrics (text format). Safe
 // to call at any time from any goroutine.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
@@ -16,26 +18,77 @@ type localDev struct {
 	remote  bool
 	meta    []byte            // last meta payload queued
 	lastSeq map[string]uint64 // per label: seq of the newest value queued
-	disc    discoveryDevice
+	disc    hadiscovery.Device
+	labelAt map[string]int    // index of each label in disc.Labels
 	haPub   map[string][]byte // discovery configs queued, by topic
 }
 
-// pump moves the hub's stream into the outbox until ctx ends or the hub
+func newLocalDev(info gateway.DeviceInfo) *localDev {
+	return &localDev{
+		remote:  info.Remote,
+		lastSeq: map[string]uint64{},
+		disc:    hadiscovery.Device{ID: info.ID, Name: info.Name, Transport: info.Transport, Commands: info.Commands},
+		labelAt: map[string]int{},
+		haPub:   map[string][]byte{},
+	}
+}
+
+// observe records v as label's latest value for discovery and reports
+// whether the label is new or its shape changed. Labels without a value
+// topic of their own (reservedLabel) get no entity.
+func (d *localDev) observe(label string, v json.RawMessage) bool {
+	if reservedLabel(label) {
+		return false
+	}
+	sh := hadiscovery.ShapeOf(v)
+	if i, ok := d.labelAt[label]; ok {
+		if d.disc.Labels[i].Shape == sh {
+			return false
+		}
+		d.disc.Labels[i].Shape = sh
+		return true
+	}
+	d.labelAt[label] = len(d.disc.Labels)
+	d.disc.Labels = append(d.disc.Labels, hadiscovery.Label{Name: label, Shape: sh})
+	return true
+}
+
+// pump mirrors the hub to the broker: it turns the hub's stream into
+// outbox messages (values, statuses, metas and, with Home Assistant
+// discovery, its configs). It runs on one goroutine, run, which Bridge.Run
+// starts and waits for; devs is run's own. resync and haOnline are
+// signals of one (the connection came up; Home Assistant restarted) that
+// trigger a full re-publish.
+type pump struct {
+	hub    *gateway.Hub
+	out    *outbox
+	topics topics
+	ha     *hadiscovery.Config // nil: discovery off
+	retain bool                // mqtt.retain, for value topics
+	qos    byte                // mqtt.qos, for value topics
+	log    *slog.Logger
+
+	resync, haOnline chan struct{} // capacity 1 each
+
+	devs map[string]*localDev
+}
+
+// run moves the hub's stream into the outbox until ctx ends or the hub
 // shuts down. It is the only writer of values, statuses, metas and
 // discovery, so their order in the outbox is the hub's order. When the hub
 // drops it for falling behind, it resubscribes from the last seq it saw
 // (the hub replays the gap, or sends a snapshot that triggers a full
 // re-publish).
-func (b *Bridge) pump(ctx context.Context) {
-	devs := map[string]*localDev{}
+func (p *pump) run(ctx context.Context) {
+	p.devs = map[string]*localDev{}
 	since := int64(-1)
 	for {
-		sub, first, err := b.hub.Subscribe(since, hubQueueLen)
+		sub, first, err := p.hub.Subscribe(since, hubQueueLen)
 		if err != nil {
 			return // the hub is shutting down
 		}
 		for _, m := range first {
-			b.pumpMessage(devs, m, true)
+			p.message(m, true)
 		}
 		end := func() bool {
 			for {
@@ -43,12 +96,12 @@ func (b *Bridge) pump(ctx context.Context) {
 				case <-ctx.Done():
 					sub.Close()
 					return true
-				case <-b.resync: // (re)connected: the broker may have lost every retained state
-					b.republish(devs, true)
-				case <-b.haOnline:
-					b.republish(devs, true)
+				case <-p.resync: // (re)connected: the broker may have lost every retained state
+					p.republish(true)
+				case <-p.haOnline:
+					p.republish(true)
 				case m := <-sub.C:
-					b.pumpMessage(devs, m, false)
+					p.message(m, false)
 					if m.Kind == gateway.KindEvent {
 						since = int64(m.Seq)
 					}
@@ -57,7 +110,7 @@ func (b *Bridge) pump(ctx context.Context) {
 					for {
 						select {
 						case m := <-sub.C:
-							b.pumpMessage(devs, m, false)
+							p.message(m, false)
 							if m.Kind == gateway.KindEvent {
 								since = int64(m.Seq)
 							}
@@ -67,7 +120,7 @@ func (b *Bridge) pump(ctx context.Context) {
 						break
 					}
 					if errors.Is(sub.Err(), gateway.ErrSlowConsumer) {
-						b.log.Warn("mqtt: fell behind the hub; resubscribing", "since", since)
+						p.log.Warn("mqtt: fell behind the hub; resubscribing", "since", since)
 						return false
 					}
 					return true
@@ -80,33 +133,33 @@ func (b *Bridge) pump(ctx context.Context) {
 	}
 }
 
-// pumpMessage turns one hub message into outbox messages.
-func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, first bool) {
+// message turns one hub message into outbox messages.
+func (p *pump) message(m *gateway.Message, first bool) {
 	switch m.Kind {
 	case gateway.KindSnapshot:
 		// A first snapshot means we know nothing yet (start, or a gap the
 		// hub could not replay): re-publish everything. A later one says a
 		// device was added or changed: refresh metas and discovery.
-		b.republish(devs, first)
+		p.republish(first)
 	case gateway.KindStatus:
-		d := b.dev(devs, m.Device)
+		d := p.dev(m.Device)
 		if d == nil || d.remote {
 			return
 		}
-		p := payloadOffline
+		status := payloadOffline
 		if m.Online {
-			p = payloadOnline
+			status = payloadOnline
 		}
-		b.out.push(&outMsg{topic: b.statusTopic(m.Device), payload: []byte(p), qos: 1, retain: true, state: true}, false)
+		p.out.push(&outMsg{topic: p.topics.status(m.Device), payload: []byte(status), qos: 1, retain: true, state: true})
 	case gateway.KindEvent:
-		d := b.dev(devs, m.Device)
+		d := p.dev(m.Device)
 		if d == nil || d.remote {
 			return
 		}
 		if reservedLabel(m.Label) {
 			return // PREFIX/dev/status|meta|set mean something else
 		}
-		retain := b.cfg.Retain
+		retain := p.retain
 		if m.Seq < d.lastSeq[m.Label] {
 			// Older than a value already queued (a re-publish overtook it):
 			// deliver it, but do not let it become the retained state.
@@ -114,23 +167,16 @@ func (b *Bridge) pumpMessage(devs map[string]*localDev, m *gateway.Message, firs
 		} else {
 			d.lastSeq[m.Label] = m.Seq
 		}
-		b.out.push(&outMsg{topic: b.valueTopic(m.Device, m.Label), payload: m.Value, qos: b.qos, retain: retain}, false)
-		if b.cfg.HomeAssistant.Enabled {
-			sh := shapeOf(m.Value)
-			if old, seen := d.disc.shapes[m.Label]; !seen || old != sh {
-				if !seen {
-					d.disc.labels = append(d.disc.labels, m.Label)
-				}
-				d.disc.shapes[m.Label] = sh
-				b.publishDiscovery(d, false)
-			}
+		p.out.push(&outMsg{topic: p.topics.value(m.Device, m.Label), payload: m.Value, qos: p.qos, retain: retain})
+		if p.ha != nil && d.observe(m.Label, m.Value) {
+			p.publishDiscovery(d, false)
 		}
 	}
 }
 
 // dev returns the pump's record of a device, creating it from the hub.
-func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
-	if d, ok := devs[id]; ok {
+func (p *pump) dev(id string) *localDev {
+	if d, ok := p.devs[id]; ok {
 		return d
 	}
 	if id == bridgeDevice {
@@ -138,17 +184,12 @@ func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
 		// refuses the id, so only a device added some other way gets here.
 		return nil
 	}
-	info, ok := b.hub.Device(id)
+	info, ok := p.hub.Device(id)
 	if !ok {
 		return nil
 	}
-	d := &localDev{
-		remote:  info.Remote,
-		lastSeq: map[string]uint64{},
-		disc:    discoveryDevice{id: id, name: info.Name, transport: info.Transport, commands: info.Commands, shapes: map[string]valueShape{}},
-		haPub:   map[string][]byte{},
-	}
-	devs[id] = d
+	d := newLocalDev(info)
+	p.devs[id] = d
 	return d
 }
 
@@ -156,12 +197,12 @@ func (b *Bridge) dev(devs map[string]*localDev, id string) *localDev {
 // meta, status, last values and discovery (after a (re)connect, at start,
 // after a gap, or when Home Assistant restarts); otherwise only what
 // changed (metas and discovery of added or updated devices).
-func (b *Bridge) republish(devs map[string]*localDev, all bool) {
-	_, states := b.hub.Snapshot()
+func (p *pump) republish(all bool) {
+	_, states := p.hub.Snapshot()
 	present := map[string]bool{}
 	for _, st := range states {
 		present[st.ID] = true
-		d := b.dev(devs, st.ID)
+		d := p.dev(st.ID)
 		if d == nil {
 			continue
 		}
@@ -169,7 +210,7 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 		if d.remote {
 			continue
 		}
-		d.disc.name, d.disc.transport, d.disc.commands = st.Name, st.Transport, st.Commands
+		d.disc.Name, d.disc.Transport, d.disc.Commands = st.Name, st.Transport, st.Commands
 		meta, _ := json.Marshal(struct {
 			Gateway   string   `json:"gateway"`
 			Name      string   `json:"name"`
@@ -178,39 +219,36 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 		}{st.Gateway, st.Name, st.Transport, st.Commands})
 		if all || !bytes.Equal(meta, d.meta) {
 			d.meta = meta
-			b.out.push(&outMsg{topic: b.metaTopic(st.ID), payload: meta, qos: 1, retain: true, state: true}, false)
+			p.out.push(&outMsg{topic: p.topics.meta(st.ID), payload: meta, qos: 1, retain: true, state: true})
 		}
-		for _, l := range b.hub.Labels(st.ID) {
+		for _, l := range p.hub.Labels(st.ID) {
 			lv, ok := st.Labels[l]
 			if !ok {
 				continue
 			}
-			if _, seen := d.disc.shapes[l]; !seen {
-				d.disc.labels = append(d.disc.labels, l)
-			}
-			d.disc.shapes[l] = shapeOf(lv.Value)
-			if all && b.cfg.Retain && !reservedLabel(l) && lv.Seq >= d.lastSeq[l] {
+			d.observe(l, lv.Value)
+			if all && p.retain && !reservedLabel(l) && lv.Seq >= d.lastSeq[l] {
 				// Restore the retained last value (a broker without
 				// persistence lost it). Queued as state: it replaces an
 				// older re-publish, never a reading.
 				d.lastSeq[l] = lv.Seq
-				b.out.push(&outMsg{topic: b.valueTopic(st.ID, l), payload: lv.Value, qos: b.qos, retain: true, state: true}, false)
+				p.out.push(&outMsg{topic: p.topics.value(st.ID, l), payload: lv.Value, qos: p.qos, retain: true, state: true})
 			}
 		}
 		if all {
-			p := payloadOffline
+			status := payloadOffline
 			if st.Online {
-				p = payloadOnline
+				status = payloadOnline
 			}
-			b.out.push(&outMsg{topic: b.statusTopic(st.ID), payload: []byte(p), qos: 1, retain: true, state: true}, false)
+			p.out.push(&outMsg{topic: p.topics.status(st.ID), payload: []byte(status), qos: 1, retain: true, state: true})
 		}
-		if b.cfg.HomeAssistant.Enabled {
-			b.publishDiscovery(d, all)
+		if p.ha != nil {
+			p.publishDiscovery(d, all)
 		}
 	}
-	for id := range devs {
+	for id := range p.devs {
 		if !present[id] {
-			delete(devs, id)
+			delete(p.devs, id)
 		}
 	}
 }
@@ -218,18 +256,18 @@ func (b *Bridge) republish(devs map[string]*localDev, all bool) {
 // publishDiscovery queues d's discovery configs: the changed ones, or all
 // of them with all; configs that no longer apply (a label changed kind) are
 // cleared with an empty retained message.
-func (b *Bridge) publishDiscovery(d *localDev, all bool) {
-	want := b.discoveryConfigs(d.disc)
+func (p *pump) publishDiscovery(d *localDev, all bool) {
+	want := hadiscovery.Configs(*p.ha, d.disc)
 	for topic := range d.haPub {
 		if _, ok := want[topic]; !ok {
-			b.out.push(&outMsg{topic: topic, payload: []byte{}, qos: 1, retain: true, state: true}, false)
+			p.out.push(&outMsg{topic: topic, payload: []byte{}, qos: 1, retain: true, state: true})
 			delete(d.haPub, topic)
 		}
 	}
 	for topic, cfg := range want {
 		if all || !bytes.Equal(d.haPub[topic], cfg) {
 			d.haPub[topic] = cfg
-			b.out.push(&outMsg{topic: topic, payload: cfg, qos: 1, retain: true, state: true}, false)
+			p.out.push(&outMsg{topic: topic, payload: cfg, qos: 1, retain: true, state: true})
 		}
 	}
 }

@@ -80,7 +80,7 @@ func TestBrokerRestartDeliversEveryReading(t *testing.T) {
 	downAt := count()
 	// ~5 s outage, measured in readings the board produced meanwhile.
 	waitFor(t, 20*time.Second, "100 readings while the broker is down", func() bool { return count() >= downAt+100 })
-	if g.bridge.gate.isUp() {
+	if g.bridge.conn.gate.isUp() {
 		t.Fatal("bridge still connected with the broker stopped")
 	}
 	backlog, _ := g.bridge.out.len()
@@ -198,10 +198,10 @@ func TestBrokerDownAtStart(t *testing.T) {
 func TestBacklogBoundedWhileBrokerDown(t *testing.T) {
 	br := startBroker(t, mosquittotest.Options{})
 	g := startGateway(t, br.URL(), gwOptions{devices: []gateway.DeviceConfig{tutorial("demo", 10*time.Millisecond)},
-		bridge: func(b *Bridge) { b.out = newOutbox(50, 1<<20) }})
+		bridge: func(b *Bridge) { b.out.opt.maxLen, b.out.opt.maxBytes = 50, 1<<20 }})
 	g.waitConnected(within)
 	br.Stop()
-	waitFor(t, within, "the bridge to notice", func() bool { return !g.bridge.gate.isUp() })
+	waitFor(t, within, "the bridge to notice", func() bool { return !g.bridge.conn.gate.isUp() })
 	waitFor(t, within, "drops", func() bool { return g.bridge.out.dropped.Load() >= 20 })
 	if n, _ := g.bridge.out.len(); n > 50 {
 		t.Errorf("backlog %d > 50", n)
@@ -214,51 +214,4 @@ func TestBacklogBoundedWhileBrokerDown(t *testing.T) {
 	if !strings.Contains(sb.String(), "esp32gw_mqtt_connected 0\n") {
 		t.Errorf("metrics should say disconnected:\n%s", sb.String())
 	}
-}
-
-func TestOutbox(t *testing.T) {
-	val := func(i int) *outMsg { return &outMsg{topic: "p/d/count", payload: []byte(strconv.Itoa(i))} }
-	t.Run("drops oldest readings first", func(t *testing.T) {
-		o := newOutbox(10, 1<<20)
-		o.push(&outMsg{topic: "p/d/status", payload: []byte("online"), state: true}, false)
-		for i := range 20 {
-			o.push(val(i), false)
-		}
-		if n, _ := o.len(); n != 10 {
-			t.Fatalf("len %d, want 10", n)
-		}
-		if d := o.dropped.Load(); d != 11 {
-			t.Errorf("dropped %d, want 11", d)
-		}
-		m, _ := o.pop()
-		if m.topic != "p/d/status" {
-			t.Errorf("the state message was dropped before older readings")
-		}
-		m, _ = o.pop()
-		if string(m.payload) != "11" {
-			t.Errorf("oldest kept reading = %s, want 11", m.payload)
-		}
-	})
-	t.Run("byte bound", func(t *testing.T) {
-		o := newOutbox(1000, 100)
-		for i := range 50 {
-			o.push(val(i), false)
-		}
-		if _, b := o.len(); b > 100 {
-			t.Errorf("bytes %d > 100", b)
-		}
-	})
-	t.Run("states coalesce per topic", func(t *testing.T) {
-		o := newOutbox(100, 1<<20)
-		o.push(&outMsg{topic: "p/d/status", payload: []byte("online"), state: true}, false)
-		o.push(val(1), false)
-		o.push(&outMsg{topic: "p/d/status", payload: []byte("offline"), state: true}, false)
-		if n, _ := o.len(); n != 2 {
-			t.Fatalf("len %d, want 2", n)
-		}
-		o.pop()
-		if m, _ := o.pop(); string(m.payload) != "offline" {
-			t.Errorf("kept %s, want the newest state", m.payload)
-		}
-	})
 }

@@ -1,13 +1,6 @@
 package mqttbridge
 
-import (
-	"bytes"
-	"encoding/json"
-	"strings"
-	"unicode/utf8"
-
-	"github.com/esp32gw/esp32gw/gateway"
-)
+import "strings"
 
 // Topic names under the configured prefix (DESIGN.md, "MQTT topics").
 const (
@@ -27,10 +20,6 @@ const (
 	payloadOffline = "offline"
 )
 
-// maxSetPayload bounds an MQTT command value, as the browser message limit
-// bounds a browser command.
-const maxSetPayload = 16 << 10
-
 // reservedLabel reports whether a label cannot get its own value topic
 // because PREFIX/<device>/<label> would be a topic the contract already
 // gives another meaning (availability, metadata, commands).
@@ -38,15 +27,27 @@ func reservedLabel(label string) bool {
 	return label == topicStatus || label == topicMeta || label == topicSet
 }
 
-func (b *Bridge) bridgeTopic() string { return b.prefix + "/" + bridgeDevice + "/" + topicState }
-func (b *Bridge) pingTopic() string   { return b.prefix + "/" + bridgeDevice + "/" + topicPing }
-func (b *Bridge) aliveTopic(gw string) string {
-	return b.prefix + "/" + bridgeDevice + "/" + gw + "/" + topicAlive
-}
+// topics names every topic under the configured prefix and parses the
+// incoming ones. It is a plain value: safe to copy and to use from any
+// goroutine.
+type topics struct{ prefix string }
+
+// bridgeState is PREFIX/bridge/state: retained online, or offline as the
+// Last Will and on clean shutdown.
+func (t topics) bridgeState() string { return t.prefix + "/" + bridgeDevice + "/" + topicState }
+
+// bridgeAll is the prefix of every PREFIX/bridge/… topic.
+func (t topics) bridgeAll() string { return t.prefix + "/" + bridgeDevice + "/" }
+
+// ping is PREFIX/bridge/ping (cluster liveness).
+func (t topics) ping() string { return t.bridgeAll() + topicPing }
+
+// alive is PREFIX/bridge/<gw>/alive, where gateway gw answers a ping.
+func (t topics) alive(gw string) string { return t.bridgeAll() + gw + "/" + topicAlive }
 
 // aliveGateway returns the gateway id of a PREFIX/bridge/<id>/alive topic.
-func (b *Bridge) aliveGateway(topic string) (string, bool) {
-	rest, ok := strings.CutPrefix(topic, b.prefix+"/"+bridgeDevice+"/")
+func (t topics) aliveGateway(topic string) (string, bool) {
+	rest, ok := strings.CutPrefix(topic, t.bridgeAll())
 	if !ok {
 		return "", false
 	}
@@ -57,21 +58,36 @@ func (b *Bridge) aliveGateway(topic string) (string, bool) {
 	return gw, true
 }
 
-func (b *Bridge) statusTopic(dev string) string {
-	return b.prefix + "/" + dev + "/" + topicStatus
-}
-func (b *Bridge) metaTopic(dev string) string { return b.prefix + "/" + dev + "/" + topicMeta }
-func (b *Bridge) valueTopic(dev, label string) string {
-	return b.prefix + "/" + dev + "/" + label
+func (t topics) status(dev string) string       { return t.prefix + "/" + dev + "/" + topicStatus }
+func (t topics) meta(dev string) string         { return t.prefix + "/" + dev + "/" + topicMeta }
+func (t topics) value(dev, label string) string { return t.prefix + "/" + dev + "/" + label }
+
+// set is where a command for label goes; an empty label is an empty topic
+// level (PREFIX/dev/set/), which PREFIX/+/set/+ still matches.
+func (t topics) set(dev, label string) string {
+	return t.prefix + "/" + dev + "/" + topicSet + "/" + label
 }
 
-// setTopic is where a command for label goes; an empty label is an empty
-// topic level (PREFIX/dev/set/), which PREFIX/+/set/+ still matches.
-func (b *Bridge) setTopic(dev, label string) string {
-	return b.prefix + "/" + dev + "/" + topicSet + "/" + label
-}
-func (b *Bridge) resultTopic(dev, label string) string {
-	return b.setTopic(dev, label) + "/" + topicResult
+// result is where the answer to a command on set(dev, label) goes.
+func (t topics) result(dev, label string) string { return t.set(dev, label) + "/" + topicResult }
+
+// subscriptions returns the filters the bridge subscribes to on every
+// connect, with their QoS. Set topics are QoS 0 on purpose: the broker
+// does not queue QoS 0 messages for an offline session, so commands sent
+// while the gateway was away are never replayed later (contract: commands
+// are never queued). In cluster mode it also takes other gateways' state
+// (retained, re-sent on every subscribe, so QoS 0 loses nothing that
+// matters and replays no stale backlog), the results of commands it
+// forwards, and liveness answers (PREFIX/bridge/state and
+// PREFIX/bridge/ping arrive through PREFIX/+/+).
+func (t topics) subscriptions(cluster bool) map[string]byte {
+	f := map[string]byte{t.prefix + "/+/" + topicSet + "/+": 0}
+	if cluster {
+		f[t.prefix+"/+/+"] = 0
+		f[t.prefix+"/+/"+topicSet+"/+/"+topicResult] = 1
+		f[t.bridgeAll()+"+/"+topicAlive] = 1
+	}
+	return f
 }
 
 // topicKind is what an incoming topic under the prefix means.
@@ -86,14 +102,18 @@ const (
 	tkValue            // PREFIX/dev/label
 )
 
-// parseTopic splits an incoming topic into device and label.
-func (b *Bridge) parseTopic(topic string) (kind topicKind, dev, label string) {
-	rest, ok := strings.CutPrefix(topic, b.prefix+"/")
+// parse splits an incoming topic into what it means, its device and its
+// label. Anything it does not recognise is tkOther: other prefixes, the
+// bridge's own PREFIX/bridge/… topics (never a device named bridge), empty
+// device levels, and topics with too many or too few levels. It does not
+// validate ids or labels; callers do, where they accept them.
+func (t topics) parse(topic string) (kind topicKind, dev, label string) {
+	rest, ok := strings.CutPrefix(topic, t.prefix+"/")
 	if !ok {
 		return tkOther, "", ""
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) < 2 || parts[0] == bridgeDevice || parts[0] == "" {
+	if len(parts) < 2 || len(parts) > 4 || parts[0] == bridgeDevice || parts[0] == "" {
 		return tkOther, "", ""
 	}
 	dev = parts[0]
@@ -110,41 +130,4 @@ func (b *Bridge) parseTopic(topic string) (kind topicKind, dev, label string) {
 		return tkValue, dev, parts[1]
 	}
 	return tkOther, "", ""
-}
-
-// commandValue turns a set payload into the command value: a valid JSON
-// number, string, bool or object is taken as that value; anything else
-// (bare words like toggle, arrays, null, invalid UTF-8) as text, without
-// surrounding whitespace (so `echo toggle | mosquitto_pub -s` works).
-func commandValue(payload []byte) json.RawMessage {
-	t := bytes.TrimSpace(payload)
-	if len(t) > 0 && json.Valid(t) {
-		switch t[0] {
-		case '"', '{', 't', 'f', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-			var buf bytes.Buffer
-			if json.Compact(&buf, t) == nil {
-				return buf.Bytes()
-			}
-		}
-	}
-	s := string(t)
-	if !utf8.ValidString(s) {
-		s = strings.ToValidUTF8(s, "\uFFFD")
-	}
-	v, _ := json.Marshal(s) // a string always encodes
-	return v
-}
-
-// resultPayload is the answer to one MQTT command for device: the same
-// sentence as on /ws and HTTP, and the error's stable code.
-func resultPayload(device string, err error) []byte {
-	if err == nil {
-		return []byte(`{"ok":true}`)
-	}
-	b, _ := json.Marshal(struct {
-		OK    bool         `json:"ok"`
-		Error string       `json:"error"`
-		Code  gateway.Code `json:"code"`
-	}{false, gateway.Describe(device, err), gateway.CodeOf(err)})
-	return b
 }
