@@ -17,7 +17,7 @@ const (
 )
 
 // Message is one item of the hub's stream. Data is its /ws JSON frame,
-// encoded once for every subscriber; the other fields let other consumers
+// encoded once for every subscriber (see frames.go); the other fields let other consumers
 // (the compatibility endpoint, MQTT) use it without decoding. A Message is
 // shared and must not be modified.
 type Message struct {
@@ -33,6 +33,10 @@ type Message struct {
 	Reason string // statuses
 
 	Line string // logs
+
+	// Snapshots: every device's state, as Data holds it, for consumers that
+	// want the structure (the compatibility endpoint) without decoding Data.
+	Devices []DeviceState
 
 	Data []byte
 

@@ -45,10 +45,7 @@ func (h *Hub) SaveState() SavedState {
 		}
 		labels := map[string][]Point{}
 		for name, ls := range d.labels {
-			pts := make([]Point, 0, len(ls.hist))
-			pts = append(pts, ls.hist[ls.head:]...)
-			pts = append(pts, ls.hist[:ls.head]...)
-			labels[name] = pts
+			labels[name] = ls.hist.points()
 		}
 		s.Devices[id] = labels
 	}
@@ -66,7 +63,7 @@ func (h *Hub) RestoreState(s SavedState, seqFloor uint64) {
 		// Nothing from before the restart can be replayed (and the device
 		// list may have changed): resuming from there gets a snapshot.
 		h.seq = seqFloor
-		h.ringFloor = seqFloor + 1
+		h.replay.raiseFloor(seqFloor + 1)
 	}
 	for id, labels := range s.Devices {
 		d, ok := h.devices[id]
@@ -84,10 +81,7 @@ func (h *Hub) RestoreState(s SavedState, seqFloor uint64) {
 				pts = pts[len(pts)-h.labelHist:]
 			}
 			last := pts[len(pts)-1]
-			ls := &labelState{hist: append([]Point(nil), pts...), last: last, kind: KindOf(last.Value)}
-			if len(ls.hist) == h.labelHist {
-				ls.head = 0
-			}
+			ls := &labelState{hist: labelHistory{pts: append([]Point(nil), pts...)}, last: last, kind: KindOf(last.Value)}
 			if _, exists := d.labels[name]; !exists {
 				d.labelOrder = append(d.labelOrder, name)
 			}

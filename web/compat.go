@@ -1,8 +1,10 @@
 package web
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
+	"slices"
 
 	"github.com/gorilla/websocket"
 
@@ -68,14 +70,8 @@ func snapshotReadings(m *gateway.Message, id string) []*gateway.Message {
 	if m.Kind != gateway.KindSnapshot {
 		return []*gateway.Message{m}
 	}
-	var snap struct {
-		Devices []gateway.DeviceState `json:"devices"`
-	}
-	if json.Unmarshal(m.Data, &snap) != nil {
-		return nil
-	}
 	var out []*gateway.Message
-	for _, d := range snap.Devices {
+	for _, d := range m.Devices {
 		if d.ID != id {
 			continue
 		}
@@ -83,10 +79,6 @@ func snapshotReadings(m *gateway.Message, id string) []*gateway.Message {
 			out = append(out, &gateway.Message{Kind: gateway.KindEvent, Device: id, Label: label, Value: v.Value, Seq: v.Seq})
 		}
 	}
-	for i := 1; i < len(out); i++ { // insertion sort by seq: few labels
-		for j := i; j > 0 && out[j].Seq < out[j-1].Seq; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortStableFunc(out, func(a, b *gateway.Message) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out
 }

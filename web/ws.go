@@ -193,7 +193,7 @@ func (c *conn) readLoop() {
 			continue // closing: only the browser's close frame matters now
 		}
 		if mt != websocket.TextMessage {
-			c.reply(errorReply(nil, "binary messages are not supported: send JSON text"))
+			c.reply(gateway.ErrorFrame(nil, "binary messages are not supported: send JSON text"))
 			continue
 		}
 		if !utf8.Valid(data) {
@@ -226,7 +226,8 @@ func (c *conn) requestClose(code int, reason string) {
 	}
 }
 
-// reply queues an ack or error; it waits (stopping this browser's reading,
+// reply queues an ack or error (gateway.AckFrame, gateway.ErrorFrame) or a
+// recent console line; it waits (stopping this browser's reading,
 // never anyone else's) when the browser does not read its replies.
 func (c *conn) reply(b []byte) {
 	select {
@@ -380,12 +381,12 @@ type browserMessage struct {
 func (c *conn) handleBrowserMessage(data []byte) {
 	var m browserMessage
 	if err := json.Unmarshal(data, &m); err != nil {
-		c.reply(errorReply(peekID(data), "bad message: "+jsonProblem(err)))
+		c.reply(gateway.ErrorFrame(peekID(data), "bad message: "+jsonProblem(err)))
 		return
 	}
 	id := m.ID
 	if len(id) > 0 && id[0] != '"' && !isNumber(id) {
-		c.reply(errorReply(nil, "bad message: id must be a string or number"))
+		c.reply(gateway.ErrorFrame(nil, "bad message: id must be a string or number"))
 		return
 	}
 	switch m.Type {
@@ -394,13 +395,13 @@ func (c *conn) handleBrowserMessage(data []byte) {
 	case "subscribe":
 		for _, d := range m.Devices {
 			if !gateway.ValidID(d) {
-				c.reply(errorReply(id, fmt.Sprintf("bad subscribe: %q is not a device id", d)))
+				c.reply(gateway.ErrorFrame(id, fmt.Sprintf("bad subscribe: %q is not a device id", d)))
 				return
 			}
 		}
 		c.sub.SetFilter(m.Devices, m.Logs)
 		if len(id) > 0 {
-			c.reply(ackReply(id))
+			c.reply(gateway.AckFrame(id))
 		}
 		// A console that opens late first shows the board's recent lines.
 		if m.Logs && !c.logsOn {
@@ -410,29 +411,29 @@ func (c *conn) handleBrowserMessage(data []byte) {
 		}
 		c.logsOn = m.Logs
 	case "":
-		c.reply(errorReply(id, `bad message: missing "type" (want command or subscribe)`))
+		c.reply(gateway.ErrorFrame(id, `bad message: missing "type" (want command or subscribe)`))
 	default:
-		c.reply(errorReply(id, fmt.Sprintf("bad message: unknown type %q (want command or subscribe)", m.Type)))
+		c.reply(gateway.ErrorFrame(id, fmt.Sprintf("bad message: unknown type %q (want command or subscribe)", m.Type)))
 	}
 }
 
 func (c *conn) command(id json.RawMessage, m browserMessage) {
 	if m.Device == "" {
-		c.reply(errorReply(id, `bad command: "device" is required`))
+		c.reply(gateway.ErrorFrame(id, `bad command: "device" is required`))
 		return
 	}
 	if len(m.Value) == 0 || string(m.Value) == "null" {
-		c.reply(errorReply(id, `bad command: "value" is required`))
+		c.reply(gateway.ErrorFrame(id, `bad command: "value" is required`))
 		return
 	}
 	if !c.commands.Allow(time.Now()) {
-		c.reply(errorReply(id, fmt.Sprintf("rate-limited: at most %d commands per second", int(gateway.CommandRate))))
+		c.reply(gateway.ErrorFrame(id, fmt.Sprintf("rate-limited: at most %d commands per second", int(gateway.CommandRate))))
 		return
 	}
 	select {
 	case c.sem <- struct{}{}:
 	default:
-		c.reply(errorReply(id, fmt.Sprintf("rate-limited: at most %d commands may wait for boards", maxPendingCommands)))
+		c.reply(gateway.ErrorFrame(id, fmt.Sprintf("rate-limited: at most %d commands may wait for boards", maxPendingCommands)))
 		return
 	}
 	c.cmds.Add(1)
@@ -441,28 +442,11 @@ func (c *conn) command(id json.RawMessage, m browserMessage) {
 		defer func() { <-c.sem }()
 		err := c.s.hub.Command(c.ctx, m.Device, gateway.Command{Label: m.Label, Value: m.Value})
 		if err != nil {
-			c.reply(errorReply(id, gateway.Describe(m.Device, err)))
+			c.reply(gateway.ErrorFrame(id, gateway.Describe(m.Device, err)))
 			return
 		}
-		c.reply(ackReply(id))
+		c.reply(gateway.AckFrame(id))
 	}()
-}
-
-func ackReply(id json.RawMessage) []byte {
-	b, _ := json.Marshal(struct {
-		Type string          `json:"type"`
-		ID   json.RawMessage `json:"id,omitempty"`
-	}{"ack", id})
-	return b
-}
-
-func errorReply(id json.RawMessage, msg string) []byte {
-	b, _ := json.Marshal(struct {
-		Type  string          `json:"type"`
-		ID    json.RawMessage `json:"id,omitempty"`
-		Error string          `json:"error"`
-	}{"error", id, msg})
-	return b
 }
 
 // peekID recovers the id of a message that failed to decode as a whole.

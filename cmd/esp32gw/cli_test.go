@@ -62,7 +62,7 @@ devices:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := run(context.Background(), tt.args, &stdout, &stderr)
+			err := run(context.Background(), tt.args, noEnv, &stdout, &stderr)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("run(%q): %v", tt.args, err)
 			}
@@ -103,7 +103,7 @@ func TestVersionString(t *testing.T) {
 		t.Errorf("with -X main.version=v1.2.3: %q", v)
 	}
 	var stdout bytes.Buffer
-	if err := run(context.Background(), []string{"version"}, &stdout, &bytes.Buffer{}); err != nil || !strings.HasPrefix(stdout.String(), "esp32gw v1.2.3") {
+	if err := run(context.Background(), []string{"version"}, noEnv, &stdout, &bytes.Buffer{}); err != nil || !strings.HasPrefix(stdout.String(), "esp32gw v1.2.3") {
 		t.Errorf("version: %q %v", stdout.String(), err)
 	}
 }

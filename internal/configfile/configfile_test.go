@@ -1,4 +1,4 @@
-package main
+package configfile
 
 import (
 	"os"
@@ -75,9 +75,9 @@ devices:
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := loadConfig(writeConfig(t, tt.yaml))
+			c, err := Load(writeConfig(t, tt.yaml))
 			if err != nil {
-				t.Fatalf("loadConfig: %v", err)
+				t.Fatalf("Load: %v", err)
 			}
 			if len(c.Devices) != tt.devices {
 				t.Errorf("%d devices, want %d", len(c.Devices), tt.devices)
@@ -92,7 +92,7 @@ devices:
 // TestDefaultConfigFile keeps the shipped config.yaml loadable: it is what
 // a fresh checkout runs.
 func TestDefaultConfigFile(t *testing.T) {
-	c, err := loadConfig(filepath.Join("..", "..", "config.yaml"))
+	c, err := Load(filepath.Join("..", "..", "config.yaml"))
 	if err != nil {
 		t.Fatalf("config.yaml: %v", err)
 	}
@@ -231,9 +231,9 @@ http:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeConfig(t, tt.yaml)
-			_, err := loadConfig(path)
+			_, err := Load(path)
 			if err == nil {
-				t.Fatalf("loadConfig accepted:\n%s", tt.yaml)
+				t.Fatalf("Load accepted:\n%s", tt.yaml)
 			}
 			lines := strings.Split(err.Error(), "\n")
 			if len(lines) != len(tt.want) {
@@ -246,7 +246,7 @@ http:
 			}
 		})
 	}
-	if _, err := loadConfig(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "read config") {
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil || !strings.Contains(err.Error(), "read config") {
 		t.Errorf("missing file: %v", err)
 	}
 }

@@ -1,4 +1,8 @@
-package main
+// Package configfile reads config.yaml for esp32gw run and esp32gw check:
+// strict decoding, gateway.Config's defaults and validation, and errors
+// that say FILE:LINE: field: what is wrong and what is allowed, every
+// problem at once, one per line.
+package configfile
 
 import (
 	"errors"
@@ -15,10 +19,10 @@ import (
 	"github.com/esp32gw/esp32gw/gateway"
 )
 
-// loadConfig reads, strictly decodes and validates a config file. Every
-// problem is reported at once, one per line, each naming the field, its line
-// where known, and what is allowed.
-func loadConfig(path string) (gateway.Config, error) {
+// Load reads, strictly decodes and validates a config file. Every problem is
+// reported at once, one per line, each naming the field, its line where
+// known, and what is allowed.
+func Load(path string) (gateway.Config, error) {
 	cfg := gateway.DefaultConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {

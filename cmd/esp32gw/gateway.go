@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/esp32gw/esp32gw/adapters/mqttbridge"
+	"github.com/esp32gw/esp32gw/adapters/serialport"
+	"github.com/esp32gw/esp32gw/adapters/sim"
+	"github.com/esp32gw/esp32gw/adapters/wsdial"
+	"github.com/esp32gw/esp32gw/adapters/wslisten"
+	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/statedir"
+	"github.com/esp32gw/esp32gw/web"
+)
+
+// shutdownBudget is how long an orderly shutdown may take before the
+// process exits anyway; the contract promises exit within 5 s.
+const shutdownBudget = 4 * time.Second
+
+// runningGateway is the gateway as main builds it: the hub and everything
+// attached to it. build constructs it, run starts it and waits, shutdown
+// stops it in order.
+type runningGateway struct {
+	cfg   gateway.Config
+	log   *slog.Logger
+	state statedir.Dir
+	hub   *gateway.Hub
+
+	// boards holds the transport of each device that has its own (sim,
+	// ws-dial, serial), by device id, each run under its own context so a
+	// device can be started or stopped alone. ws-listen devices share
+	// listener, which serves /device/ on the HTTP port.
+	boards   map[string]*board
+	listener *wslisten.Listener // nil without ws-listen devices
+
+	bridge  *mqttbridge.Bridge // nil with MQTT off
+	web     *web.Server
+	http    *http.Server
+	ln      net.Listener // bound by build, so a taken port fails before anything starts
+	token   string
+	tokenAt string // where the token came from: "config", the token file, or "" (auth none)
+
+	// Set by run, used by shutdown.
+	stop    context.CancelFunc // ends boards, the seq saver and the bridge
+	workers sync.WaitGroup     // boards, listener and the seq saver
+	bridged chan struct{}      // closed when the bridge has returned
+}
+
+// board is one device's transport while it runs.
+type board struct {
+	transport gateway.Transport
+	cancel    context.CancelFunc // nil until started
+	done      chan struct{}      // closed when its Run has returned
+}
+
+// build constructs the gateway from a validated config: hub and devices,
+// restored state, transports, MQTT bridge, web server, and the bound HTTP
+// listener. Nothing runs yet.
+func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGateway, error) {
+	if cfg.GatewayID == "" {
+		host, _ := os.Hostname()
+		cfg.GatewayID = sanitizeID(host)
+	}
+	g := &runningGateway{
+		cfg:    cfg,
+		log:    log,
+		state:  statedir.New(configPath, cfg.StateDir, log),
+		hub:    gateway.NewHub(gateway.Options{GatewayID: cfg.GatewayID, Logger: log}),
+		boards: map[string]*board{},
+	}
+	var err error
+	if g.token, g.tokenAt, err = g.state.Token(cfg.HTTP); err != nil {
+		return nil, err
+	}
+	var listenDevs []gateway.DeviceConfig
+	for _, d := range cfg.Devices {
+		if err := g.hub.AddDevice(deviceInfo(d)); err != nil {
+			return nil, err
+		}
+		if t := newTransport(d, log); t != nil {
+			g.boards[d.ID] = &board{transport: t}
+		} else {
+			listenDevs = append(listenDevs, d)
+		}
+	}
+	g.state.Restore(g.hub)
+	listener := wslisten.New(listenDevs, log)
+	if len(listenDevs) > 0 {
+		g.listener = listener
+	}
+
+	var metrics []web.MetricsWriter
+	if cfg.MQTT.Enabled {
+		g.bridge = mqttbridge.New(cfg.MQTT, g.hub, log)
+		metrics = append(metrics, g.bridge)
+	}
+	g.web = web.New(web.Options{
+		Hub:            g.hub,
+		AuthMode:       cfg.HTTP.Auth,
+		Token:          g.token,
+		AllowedOrigins: cfg.HTTP.AllowedOrigins,
+		Logger:         log,
+		Metrics:        metrics,
+		Version:        versionString(),
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/device/", listener) // without ws-listen devices it refuses every board
+	mux.Handle("/", g.web)
+	g.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second, // slowloris: headers must arrive promptly
+		ReadTimeout:       30 * time.Second, // bodies are small; WebSockets clear this after the upgrade
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	// Bind before anything starts so a taken port fails fast and clearly.
+	if g.ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	return g, nil
+}
+
+func deviceInfo(d gateway.DeviceConfig) gateway.DeviceInfo {
+	return gateway.DeviceInfo{ID: d.ID, Name: d.Name, Transport: d.Transport, Commands: d.Commands}
+}
+
+// newTransport is the transport of a device that has its own; nil for
+// ws-listen devices, which share the HTTP port's listener.
+func newTransport(d gateway.DeviceConfig, log *slog.Logger) gateway.Transport {
+	switch d.Transport {
+	case gateway.TransportSim:
+		return sim.New(d, log)
+	case gateway.TransportWSDial:
+		return wsdial.New(d, log)
+	case gateway.TransportSerial:
+		return serialport.New(d, log)
+	}
+	return nil
+}
+
+// run starts every board, the seq saver, the MQTT bridge and HTTP, and
+// returns when ctx ends (nil) or HTTP fails. Call shutdown after it, in
+// either case.
+func (g *runningGateway) run(ctx context.Context) error {
+	runCtx, stop := context.WithCancel(ctx)
+	g.stop = stop
+	logReady(g.log, g.ln.Addr(), g.tlsOn(), g.cfg.HTTP.Auth, g.token, g.tokenAt, len(g.cfg.Devices))
+
+	for _, d := range g.cfg.Devices {
+		if b := g.boards[d.ID]; b != nil {
+			g.startBoard(runCtx, b)
+		}
+	}
+	if g.listener != nil {
+		g.workers.Go(func() { g.runTransport(runCtx, g.listener) })
+	}
+	g.workers.Go(func() { g.state.Run(runCtx, g.hub) })
+	g.bridged = make(chan struct{})
+	if g.bridge != nil {
+		go func() {
+			defer close(g.bridged)
+			if err := g.bridge.Run(runCtx); err != nil && runCtx.Err() == nil {
+				g.log.Error("mqtt bridge stopped", "err", err)
+			}
+		}()
+	} else {
+		close(g.bridged)
+	}
+	served := make(chan error, 1)
+	go func() {
+		if g.tlsOn() {
+			served <- g.http.ServeTLS(g.ln, g.cfg.HTTP.TLS.Cert, g.cfg.HTTP.TLS.Key)
+		} else {
+			served <- g.http.Serve(g.ln)
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down")
+		return nil
+	case err := <-served:
+		return fmt.Errorf("http: %w", err)
+	}
+}
+
+func (g *runningGateway) tlsOn() bool { return g.cfg.HTTP.TLS.Cert != "" }
+
+// startBoard runs b's transport under its own context, derived from ctx.
+func (g *runningGateway) startBoard(ctx context.Context, b *board) {
+	ctx, b.cancel = context.WithCancel(ctx)
+	b.done = make(chan struct{})
+	g.workers.Go(func() {
+		defer close(b.done)
+		g.runTransport(ctx, b.transport)
+	})
+}
+
+func (g *runningGateway) runTransport(ctx context.Context, t gateway.Transport) {
+	if err := t.Run(ctx, g.hub); err != nil && ctx.Err() == nil {
+		g.log.Error("transport stopped", "err", err)
+	}
+}
+
+// shutdown stops everything run started, in order, within budget whatever
+// hangs: board links, the state (saved), browser subscriptions (closed with
+// 1001), HTTP, then the MQTT bridge (offline states).
+func (g *runningGateway) shutdown(budget time.Duration) {
+	deadline, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	if g.stop != nil {
+		g.stop()
+		waitOrDeadline(deadline, g.workers.Wait, g.log, "board links")
+	}
+	g.state.Save(g.hub)
+	g.hub.Close() // browsers get a close frame (1001)
+	waitOrDeadline(deadline, g.web.Wait, g.log, "browser connections")
+	if err := g.http.Shutdown(deadline); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		g.http.Close()
+	}
+	g.ln.Close() // in case run never served it
+	if g.bridged != nil {
+		waitOrDeadline(deadline, func() { <-g.bridged }, g.log, "mqtt bridge")
+	}
+	g.log.Info("stopped")
+}
+
+func waitOrDeadline(ctx context.Context, wait func(), log *slog.Logger, what string) {
+	done := make(chan struct{})
+	go func() { wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		log.Warn("shutdown: gave up waiting", "for", what)
+	}
+}
+
+// logReady logs the one line a user needs: where the dashboard is, with the
+// login token when the gateway generated it.
+func logReady(log *slog.Logger, addr net.Addr, tlsOn bool, auth, token, tokenSource string, devices int) {
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	host, port, _ := net.SplitHostPort(addr.String())
+	ip := net.ParseIP(host)
+	lan := ""
+	if ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+		lan = firstLANAddress()
+	}
+	base := fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(host, port))
+	log.Info("listening", "addr", addr.String(), "devices", devices)
+	switch {
+	case auth == "none":
+		log.Info("dashboard ready (auth: none)", "url", base)
+	case tokenSource == "config":
+		log.Info("dashboard ready: log in with the token from the config", "url", base)
+	default:
+		args := []any{"url", base + "?token=" + token}
+		if lan != "" {
+			// From another machine: the same URL with this address (the
+			// token is written once per line, so it is not repeated here).
+			args = append(args, "lan", fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(lan, port)))
+		}
+		args = append(args, "token_file", tokenSource)
+		log.Info("dashboard ready: open this login URL", args...)
+	}
+}
+
+func firstLANAddress() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return ""
+}
+
+// sanitizeID turns a hostname into a valid gateway id.
+func sanitizeID(s string) string {
+	s = strings.ToLower(s)
+	var b strings.Builder
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
+			b.WriteRune(c)
+		case c == '.':
+			return orDefault(b.String())
+		default:
+			b.WriteByte('-')
+		}
+	}
+	return orDefault(b.String())
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "esp32gw"
+	}
+	return s
+}

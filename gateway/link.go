@@ -1,0 +1,214 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Attach implements Sink.
+func (h *Hub) Attach(id string, send SendFunc) (Link, error) {
+	if send == nil {
+		return nil, fmt.Errorf("attach %s: nil send function", id)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d, ok := h.devices[id]
+	if !ok {
+		return nil, fmt.Errorf("attach %s: %w", id, ErrUnknownDevice)
+	}
+	if h.closed {
+		return nil, fmt.Errorf("attach %s: %w", id, ErrShutdown)
+	}
+	if d.link != nil {
+		d.link.dead.Store(true)
+	}
+	h.linkGen++
+	l := &hubLink{hub: h, dev: d, id: id, send: send, gen: h.linkGen}
+	d.link = l
+	if d.attached {
+		d.reconnects++
+	}
+	d.attached = true
+	d.reason = ""
+	d.lastSeen = h.now()
+	h.statusLocked(d, true, "")
+	return l, nil
+}
+
+// hubLink is the hub's Link: one live board link as the core sees it.
+type hubLink struct {
+	hub  *Hub
+	dev  *device
+	id   string
+	send SendFunc
+	gen  uint64
+	dead atomic.Bool
+}
+
+// Device is the id of the device this link serves.
+func (l *hubLink) Device() string { return l.id }
+
+// Publish hands the board's readings to the core. Readings with a bad label
+// or value are dropped and counted.
+func (l *hubLink) Publish(rs ...Reading) {
+	if l.dead.Load() {
+		return
+	}
+	l.hub.publish(l, rs)
+}
+
+// Log hands a console line (serial boot messages, debugging prints) to
+// subscribers that asked for logs. It never becomes an event.
+func (l *hubLink) Log(line string) {
+	if l.dead.Load() {
+		return
+	}
+	l.hub.logLine(l, line)
+}
+
+// Malformed counts a frame or line from the board that could not be used.
+// It reports whether the caller should log it now (at most once a second per
+// device, so a babbling board cannot flood the log).
+func (l *hubLink) Malformed() (logNow bool) {
+	l.hub.counters.Malformed.Add(1)
+	h := l.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l.dev.malformed++
+	now := h.now()
+	if now.Sub(l.dev.lastBadLog) >= time.Second {
+		l.dev.lastBadLog = now
+		return true
+	}
+	return false
+}
+
+// Seen records that the board showed a sign of life (a pong) without data.
+func (l *hubLink) Seen() {
+	if l.dead.Load() {
+		return
+	}
+	h := l.hub
+	h.mu.Lock()
+	if h.devices[l.id] == l.dev {
+		l.dev.lastSeen = h.now()
+	}
+	h.mu.Unlock()
+}
+
+// Detach reports that the link went down; reason says why and reaches
+// browsers in the status event. Detaching twice, or after the link was
+// replaced, does nothing.
+func (l *hubLink) Detach(reason string) {
+	if l.dead.Swap(true) {
+		return
+	}
+	h := l.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l.dev.link != l {
+		return
+	}
+	l.dev.link = nil
+	if reason == "" {
+		reason = "link closed"
+	}
+	l.dev.reason = reason
+	if h.devices[l.id] == l.dev {
+		h.statusLocked(l.dev, false, reason)
+	}
+}
+
+func (h *Hub) publish(l *hubLink, rs []Reading) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d := l.dev
+	if d.link != l || h.devices[l.id] != d {
+		return
+	}
+	now := h.now()
+	d.lastSeen = now
+	// One frame's readings reach each subscriber together (see broadcastLocked).
+	msgs := make([]*Message, 0, len(rs))
+	for _, r := range rs {
+		if err := checkReading(r); err != nil {
+			h.counters.DroppedReadings.Add(1)
+			h.log.Debug("reading dropped", "device", l.id, "label", Truncate(r.Label, 40), "err", err)
+			continue
+		}
+		ls, ok := d.labels[r.Label]
+		if !ok {
+			if len(d.labels) >= MaxLabelsPerDevice {
+				h.counters.DroppedReadings.Add(1)
+				h.log.Debug("reading dropped: too many labels", "device", l.id, "label", r.Label)
+				continue
+			}
+			ls = &labelState{}
+			d.labels[r.Label] = ls
+			d.labelOrder = append(d.labelOrder, r.Label)
+		}
+		h.seq++
+		value := append(json.RawMessage(nil), r.Value...)
+		p := Point{Value: value, TS: now, Seq: h.seq}
+		ls.last, ls.kind = p, KindOf(value)
+		ls.hist.add(p, h.labelHist)
+		d.events++
+		h.counters.EventsIn.Add(1)
+		m := newEventMessage(l.id, r.Label, value, now, h.seq)
+		h.replay.add(m)
+		msgs = append(msgs, m)
+	}
+	h.broadcastLocked(msgs...)
+}
+
+func (h *Hub) logLine(l *hubLink, line string) {
+	line = Truncate(toValidUTF8(line), 4096)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if l.dev.link != l || h.devices[l.id] != l.dev {
+		return
+	}
+	m := newLogMessage(l.id, line, h.now())
+	if len(l.dev.logs) < RecentLogLines {
+		l.dev.logs = append(l.dev.logs, m)
+	} else {
+		copy(l.dev.logs, l.dev.logs[1:])
+		l.dev.logs[len(l.dev.logs)-1] = m
+	}
+	h.broadcastLocked(m)
+}
+
+// statusLocked records and broadcasts an availability change.
+func (h *Hub) statusLocked(d *device, online bool, reason string) {
+	m := newStatusMessage(d.info.ID, online, reason, h.now(), h.seq, d.reconnects)
+	if !online {
+		d.reason = reason
+	} else {
+		d.reason = ""
+	}
+	h.replay.add(m)
+	h.broadcastLocked(m)
+}
+
+func checkReading(r Reading) error {
+	if r.Label == "" || len(r.Label) > MaxLabelLen {
+		return fmt.Errorf("label must be 1 to %d bytes", MaxLabelLen)
+	}
+	if !utf8.ValidString(r.Label) {
+		return errors.New("label is not valid UTF-8")
+	}
+	for _, c := range r.Label {
+		if unicode.IsControl(c) || c == '+' || c == '#' || c == '/' {
+			return errors.New("label must not hold control characters, '+', '#' or '/'")
+		}
+	}
+	if len(r.Value) == 0 || !json.Valid(r.Value) {
+		return errors.New("value is not JSON")
+	}
+	return nil
+}

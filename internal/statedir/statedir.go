@@ -1,0 +1,186 @@
+// Package statedir keeps what the gateway holds in state_dir across
+// restarts (docs/contract-notes.md, "State"):
+//   - token: the browser token generated on first start (mode 0600);
+//   - seq: the newest sequence number and whether the last run ended
+//     cleanly, written every SeqSaveEvery while running;
+//   - history.json: every label's recent values, written on a clean shutdown.
+//
+// After a crash the next run starts SeqCrashGap past the last saved seq, so a
+// browser resuming with ?since= from before the crash is never handed new
+// events under old numbers.
+package statedir
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esp32gw/esp32gw/gateway"
+)
+
+const (
+	// SeqSaveEvery is how often a running gateway writes its seq.
+	SeqSaveEvery = 5 * time.Second
+	// SeqCrashGap is how far past the last saved seq a run after a crash starts.
+	SeqCrashGap = 1_000_000
+)
+
+// File names inside the state directory.
+const (
+	tokenFile   = "token"
+	seqFile     = "seq"
+	historyFile = "history.json"
+)
+
+// Dir is a gateway's state directory. Its zero value is not usable; see New.
+type Dir struct {
+	path string
+	log  *slog.Logger
+}
+
+// New returns the state directory stateDir (from the config's state_dir),
+// taken relative to the config file's directory unless absolute. Nothing is
+// created until something is written.
+func New(configPath, stateDir string, log *slog.Logger) Dir {
+	if !filepath.IsAbs(stateDir) {
+		stateDir = filepath.Join(filepath.Dir(configPath), stateDir)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return Dir{path: stateDir, log: log}
+}
+
+// Path is the directory's path.
+func (d Dir) Path() string { return d.path }
+
+// Token returns the browser token and where it came from: "config", the
+// token file's path, or "" with auth none. With auth token and no token
+// configured, the first start generates one and keeps it (mode 0600).
+func (d Dir) Token(h gateway.HTTPConfig) (token, source string, err error) {
+	if h.Auth == "none" {
+		return "", "", nil
+	}
+	if h.Token != "" {
+		return h.Token, "config", nil
+	}
+	path := filepath.Join(d.path, tokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, path, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", "", fmt.Errorf("read token: %w", err)
+	}
+	var raw [18]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", "", fmt.Errorf("generate token: %w", err)
+	}
+	token = hex.EncodeToString(raw[:])
+	if err := os.MkdirAll(d.path, 0o700); err != nil {
+		return "", "", fmt.Errorf("state_dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", "", fmt.Errorf("write token: %w", err)
+	}
+	return token, path, nil
+}
+
+// Restore loads what the last run left, if anything, into hub. Call it
+// after the devices are added and before transports start.
+func (d Dir) Restore(hub *gateway.Hub) {
+	var floor uint64
+	if b, err := os.ReadFile(filepath.Join(d.path, seqFile)); err == nil {
+		fields := strings.Fields(string(b))
+		if len(fields) == 2 {
+			if n, err := strconv.ParseUint(fields[0], 10, 63); err == nil {
+				floor = n
+				if fields[1] != "clean" {
+					floor += SeqCrashGap
+				}
+			}
+		}
+	}
+	var saved gateway.SavedState
+	b, err := os.ReadFile(filepath.Join(d.path, historyFile))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		d.log.Warn("history not restored", "err", err)
+	default:
+		if err := json.Unmarshal(b, &saved); err != nil {
+			d.log.Warn("history not restored: history.json is damaged; it will be rewritten on shutdown", "err", err)
+			saved = gateway.SavedState{}
+		}
+	}
+	hub.RestoreState(saved, floor)
+}
+
+// Run saves hub's seq every SeqSaveEvery until ctx ends.
+func (d Dir) Run(ctx context.Context, hub *gateway.Hub) {
+	t := time.NewTicker(SeqSaveEvery)
+	defer t.Stop()
+	last := ^uint64(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if seq := hub.Seq(); seq != last {
+				if err := d.writeSeq(seq, "running"); err != nil {
+					d.log.Warn("save seq", "err", err)
+				}
+				last = seq
+			}
+		}
+	}
+}
+
+// Save writes the history and the final seq, marked clean; call it after
+// the transports have stopped.
+func (d Dir) Save(hub *gateway.Hub) {
+	st := hub.SaveState()
+	b, err := json.Marshal(st)
+	if err == nil {
+		err = writeFileAtomic(filepath.Join(d.path, historyFile), b)
+	}
+	if err != nil {
+		d.log.Warn("history not saved", "err", err)
+	}
+	if err := d.writeSeq(st.Seq, "clean"); err != nil {
+		d.log.Warn("save seq", "err", err)
+	}
+}
+
+func (d Dir) writeSeq(seq uint64, how string) error {
+	return writeFileAtomic(filepath.Join(d.path, seqFile), []byte(fmt.Sprintf("%d %s\n", seq, how)))
+}
+
+// writeFileAtomic replaces path so a crash never leaves half a file.
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
