@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 	"time"
@@ -65,6 +66,7 @@ type options struct {
 	Windows      int
 	Ramp         bool
 	RampFactor   float64
+	RampRetries  int
 	Warmup       time.Duration
 	Drain        time.Duration
 	Commands     int
@@ -110,6 +112,7 @@ type Config struct {
 	Windows      int     `json:"windows"`
 	Ramp         bool    `json:"ramp"`
 	RampFactor   float64 `json:"ramp_factor,omitempty"`
+	RampRetries  int     `json:"ramp_retries,omitempty"`
 	WarmupS      float64 `json:"warmup_s"`
 	DrainS       float64 `json:"drain_s"`
 	Commands     int     `json:"commands"`
@@ -130,9 +133,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.IdleBrowsers, "idle-browsers", 0, "browsers held idle to measure memory per browser [-browsers]; the extra ones close before the windows")
 	fs.Float64Var(&o.Rate, "rate", 100, "readings/s per board (with -ramp: the first step)")
 	fs.DurationVar(&o.Window, "window", 3*time.Second, "length of one measured window")
-	fs.IntVar(&o.Windows, "windows", 0, "windows to measure, or with -ramp the most steps [3; with -ramp 20]")
+	fs.IntVar(&o.Windows, "windows", 0, "windows to measure, or with -ramp the most windows, retries included [3; with -ramp 20]")
 	fs.BoolVar(&o.Ramp, "ramp", false, "step the rate up by -ramp-factor each window until one is not sustained")
 	fs.Float64Var(&o.RampFactor, "ramp-factor", 1.5, "rate multiplier between ramp steps")
+	fs.IntVar(&o.RampRetries, "ramp-retries", 1, "times a failed ramp step is measured again before the ramp ends")
 	fs.DurationVar(&o.Warmup, "warmup", warmupDefault, "time at a new rate before its window opens")
 	fs.DurationVar(&o.Drain, "drain", time.Second, "how long after a window to wait for its readings still in flight")
 	fs.IntVar(&o.Commands, "commands", 20, "toggle commands for the round-trip measure (0: none)")
@@ -169,6 +173,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Config: o.config(),
 	}
 	gw := o.Gateway
+	if gw != "" {
+		// The gateway runs in its temp dir: a relative path would not resolve there.
+		abs, err := filepath.Abs(gw)
+		if err != nil {
+			return fmt.Errorf("-gateway: %w", err)
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("-gateway: %w", err)
+		}
+		gw = abs
+	}
 	var errs []error
 	if !o.Reference || o.Compare {
 		if gw == "" {
@@ -242,6 +257,9 @@ func (o *options) validate() error {
 	if o.Ramp && o.RampFactor <= 1 {
 		bad("-ramp-factor must be above 1, got %g", o.RampFactor)
 	}
+	if o.RampRetries < 0 || o.RampRetries > 5 {
+		bad("-ramp-retries must be 0..5, got %d", o.RampRetries)
+	}
 	if o.Warmup < 0 || o.Drain < 0 {
 		bad("-warmup and -drain must not be negative")
 	}
@@ -275,7 +293,7 @@ func (o *options) config() Config {
 		Transport: o.Transport, TokenIn: o.TokenIn, Servers: servers, TimeoutS: o.Timeout.Seconds(),
 	}
 	if o.Ramp {
-		c.RampFactor = o.RampFactor
+		c.RampFactor, c.RampRetries = o.RampFactor, o.RampRetries
 	}
 	return c
 }

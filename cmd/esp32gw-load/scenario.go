@@ -188,11 +188,16 @@ func measure(ctx context.Context, o options, kind, gwBin string, progress io.Wri
 			res.Commands.RTT.P50, res.Commands.RTT.P99)
 	}
 
-	// Measured windows.
+	// Measured windows. A ramp steps the rate up after each sustained
+	// window; a step that fails is tried again up to o.RampRetries times
+	// (a busy machine can spoil one window), and the ramp ends at the
+	// first step that fails them all.
+	step, tries := 0, 0
+windows:
 	for k := 0; k < o.Windows && k < maxWindows; k++ {
 		rate := o.Rate
 		if o.Ramp {
-			rate = math.Round(o.Rate * math.Pow(o.RampFactor, float64(k)))
+			rate = math.Round(o.Rate * math.Pow(o.RampFactor, float64(step)))
 		}
 		ctl.setRate(rate)
 		if !sleepCtx(ctx, o.Warmup) {
@@ -202,10 +207,21 @@ func measure(ctx context.Context, o options, kind, gwBin string, progress io.Wri
 		if err != nil {
 			return res, fmt.Errorf("%s: window %d: %w", kind, k, err)
 		}
+		w.Step = step
 		res.Windows = append(res.Windows, w)
 		fmt.Fprintln(progress, progressLine(kind, o, w))
-		if ctx.Err() != nil || (o.Ramp && !w.Sustained) {
+		if ctx.Err() != nil {
 			break
+		}
+		if o.Ramp {
+			switch {
+			case w.Sustained:
+				step, tries = step+1, 0
+			case tries < o.RampRetries:
+				tries++
+			default:
+				break windows // the ramp is over
+			}
 		}
 	}
 	ctl.setRate(0)
@@ -391,8 +407,8 @@ func progressLine(kind string, o options, w Window) string {
 	if !w.Sustained {
 		verdict = "NOT sustained: " + w.Reason
 	}
-	return fmt.Sprintf("%s window %d: %g/s × %d boards → %d browsers: offered %.0f/s, delivered %.0f/s, lost %d (%.3f %%), dup %d, latency p50 %.2f ms p99 %.2f ms max %.1f ms, server CPU %.0f %% (%.0f ns/delivery), RSS %.1f MB, tool CPU %.0f %%, reconnects %d (1013: %d): %s",
-		kind, w.Index, w.Rate, o.Boards, w.Browsers, w.OfferedPerS, w.DeliveriesPerS, w.Lost, w.LossPct, w.Duplicates,
+	return fmt.Sprintf("%s window %d (step %d): %g/s × %d boards → %d browsers: offered %.0f/s, delivered %.0f/s, lost %d (%.3f %%), dup %d, latency p50 %.2f ms p99 %.2f ms max %.1f ms, server CPU %.0f %% (%.0f ns/delivery), RSS %.1f MB, tool CPU %.0f %%, reconnects %d (1013: %d): %s",
+		kind, w.Index, w.Step, w.Rate, o.Boards, w.Browsers, w.OfferedPerS, w.DeliveriesPerS, w.Lost, w.LossPct, w.Duplicates,
 		w.Latency.P50, w.Latency.P99, w.Latency.Max, w.ServerCPUPct, w.CPUNsPerDeliv, float64(w.ServerRSSKB)/1024,
 		w.LoadCPUPct, w.Reconnects, w.Closes1013, verdict)
 }

@@ -124,6 +124,7 @@ const (
 // open, and what the browsers made of them.
 type Window struct {
 	Index          int     `json:"index"`
+	Step           int     `json:"step"`        // ramp step (a retried step repeats its number)
 	Rate           float64 `json:"rate"`        // target readings/s per board
 	Seconds        float64 `json:"seconds"`     // how long the window was open
 	BoardsSent     uint64  `json:"boards_sent"` // readings the boards wrote in the window
@@ -196,8 +197,8 @@ type Result struct {
 	Idle           *Idle     `json:"idle,omitempty"`
 	Commands       *Commands `json:"commands,omitempty"`
 	Windows        []Window  `json:"windows"`
-	// Best is the highest sustained window (ramp: the highest sustained
-	// step); nil when none was sustained.
+	// Best is the sustained window with the most deliveries/s (ramp: the
+	// highest sustained step); nil when none was sustained.
 	Best  *Window `json:"best_sustained,omitempty"`
 	Error string  `json:"error,omitempty"`
 }
