@@ -195,3 +195,24 @@ func TestStamp(t *testing.T) {
 		t.Error("sendLog: unset seq has a stamp")
 	}
 }
+
+func TestCompareResults(t *testing.T) {
+	win := func(d, p99, cpu float64, ok bool) Window {
+		return Window{DeliveriesPerS: d, Latency: Latency{P99: p99}, CPUNsPerDeliv: cpu, Sustained: ok}
+	}
+	g := &Result{Windows: []Window{win(100, 10, 2000, true), win(200, 900, 1000, false)}, Idle: &Idle{KBPerBrowser: 12}}
+	r := &Result{Windows: []Window{win(100, 20, 4000, true)}, Idle: &Idle{KBPerBrowser: 0}}
+	g.Best, r.Best = bestSustained(g.Windows), bestSustained(r.Windows)
+	x := compareResults(g, r)
+	if x.Basis != "best_sustained" || *x.SustainedDeliveries != 1 || *x.P99 != 0.5 || *x.CPUPerDelivery != 0.5 {
+		t.Errorf("best sustained: %+v", x)
+	}
+	if x.IdleKBPerBrowser != nil || x.CommandRTTP50 != nil {
+		t.Errorf("a ratio without both figures: %+v", x)
+	}
+	r.Windows[0].Sustained, r.Best = false, nil
+	x = compareResults(g, r)
+	if x.Basis != "last_window" || x.SustainedDeliveries != nil || *x.DeliveriesPerS != 2 {
+		t.Errorf("last window: %+v", x)
+	}
+}

@@ -215,28 +215,47 @@ func bestSustained(ws []Window) *Window {
 	return best
 }
 
-// Ratios compares the gateway with the reference (gateway ÷ reference).
+// Ratios compares the gateway with the reference (gateway ÷ reference);
+// a ratio is absent when either side lacks the figure.
 type Ratios struct {
-	SustainedDeliveries float64 `json:"sustained_deliveries_per_s"`  // higher is better
-	P99AtBest           float64 `json:"p99_latency_at_best"`         // lower is better
-	CPUPerDelivery      float64 `json:"cpu_ns_per_delivery_at_best"` // lower is better
-	IdleKBPerBrowser    float64 `json:"idle_kb_per_browser"`         // lower is better
-	CommandRTTP50       float64 `json:"command_rtt_p50"`             // lower is better
+	// Basis names the windows compared: each side's best sustained window,
+	// or, when either has none, each side's last window (the same offered
+	// load in a run without -ramp).
+	Basis               string   `json:"basis"`
+	SustainedDeliveries *float64 `json:"sustained_deliveries_per_s,omitempty"` // higher is better; best_sustained only
+	DeliveriesPerS      *float64 `json:"deliveries_per_s,omitempty"`           // higher is better
+	P99                 *float64 `json:"p99_latency,omitempty"`                // lower is better
+	CPUPerDelivery      *float64 `json:"cpu_ns_per_delivery,omitempty"`        // lower is better
+	IdleKBPerBrowser    *float64 `json:"idle_kb_per_browser,omitempty"`        // lower is better
+	CommandRTTP50       *float64 `json:"command_rtt_p50,omitempty"`            // lower is better
 }
 
-func ratio(a, b float64) float64 {
-	if b == 0 {
-		return 0
+// ratio is a ÷ b to three places, or nil when either is not positive.
+func ratio(a, b float64) *float64 {
+	if a <= 0 || b <= 0 {
+		return nil
 	}
-	return math.Round(a/b*1000) / 1000
+	r := math.Round(a/b*1000) / 1000
+	return &r
 }
 
 func compareResults(g, r *Result) Ratios {
 	var x Ratios
-	if g.Best != nil && r.Best != nil {
-		x.SustainedDeliveries = ratio(g.Best.DeliveriesPerS, r.Best.DeliveriesPerS)
-		x.P99AtBest = ratio(g.Best.Latency.P99, r.Best.Latency.P99)
-		x.CPUPerDelivery = ratio(g.Best.CPUNsPerDeliv, r.Best.CPUNsPerDeliv)
+	gw, rw := g.Best, r.Best
+	x.Basis = "best_sustained"
+	if gw == nil || rw == nil {
+		gw, rw, x.Basis = nil, nil, "last_window"
+		if len(g.Windows) > 0 && len(r.Windows) > 0 {
+			gw, rw = &g.Windows[len(g.Windows)-1], &r.Windows[len(r.Windows)-1]
+		}
+	}
+	if gw != nil && rw != nil {
+		if x.Basis == "best_sustained" {
+			x.SustainedDeliveries = ratio(gw.DeliveriesPerS, rw.DeliveriesPerS)
+		}
+		x.DeliveriesPerS = ratio(gw.DeliveriesPerS, rw.DeliveriesPerS)
+		x.P99 = ratio(gw.Latency.P99, rw.Latency.P99)
+		x.CPUPerDelivery = ratio(gw.CPUNsPerDeliv, rw.CPUNsPerDeliv)
 	}
 	if g.Idle != nil && r.Idle != nil {
 		x.IdleKBPerBrowser = ratio(g.Idle.KBPerBrowser, r.Idle.KBPerBrowser)
