@@ -16,7 +16,9 @@ import (
 // subscriptions.go the subscribers and their bounded queues; replay.go the
 // ring behind /ws?since=; commands.go command routing; frames.go every /ws
 // frame's encoding; views.go the device objects (snapshot, DeviceState);
-// labelhist.go each label's recent points for charts.
+// restore.go the last values a restart recovers from the history store.
+// Charts read the history store (Options.History); the hub keeps only what
+// the live path needs: each label's last value and the replay ring.
 
 // Limits that bound the hub's memory whatever the boards send.
 const (
@@ -41,11 +43,13 @@ const (
 
 // Options configure a Hub. The zero value of every field has a sensible default.
 type Options struct {
-	GatewayID       string
-	HistoryLen      int
-	LabelHistoryLen int
-	Logger          *slog.Logger
-	Now             func() time.Time
+	GatewayID  string
+	HistoryLen int // events /ws?since= can replay (at least DefaultHistoryLen)
+	// History records every accepted reading, backfill and status change;
+	// nil records nothing.
+	History History
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Hub owns every device's state, assigns sequence numbers, keeps history,
@@ -53,7 +57,7 @@ type Options struct {
 // All methods are safe for concurrent use; none blocks on a subscriber.
 type Hub struct {
 	gatewayID string
-	labelHist int
+	history   History
 	log       *slog.Logger
 	now       func() time.Time
 	counters  Counters
@@ -75,6 +79,8 @@ type Counters struct {
 	SlowConsumers   atomic.Uint64 // subscribers dropped because their queue was full
 	Malformed       atomic.Uint64 // bad frames or lines from boards
 	DroppedReadings atomic.Uint64 // readings refused (bad label, too many labels)
+	Backfilled      atomic.Uint64 // readings older than their label's newest: history only
+	FutureTS        atomic.Uint64 // readings whose ts was too far ahead, stamped on arrival instead
 	Commands        atomic.Uint64 // commands accepted by a board link
 	CommandErrors   atomic.Uint64 // commands answered with an error
 }
@@ -97,9 +103,9 @@ type device struct {
 }
 
 type labelState struct {
-	last Point
-	kind Kind         // of last, classified once when it arrives
-	hist labelHistory // the last labelHist points, for charts
+	last     Point
+	kind     Kind // of last, classified once when it arrives
+	restored bool // last came from the history store at start, not from this run
 }
 
 // Point is one value of a label in its history.
@@ -123,7 +129,7 @@ func NewHub(o Options) *Hub {
 	h := &Hub{
 		gatewayID: o.GatewayID,
 		replay:    replayRing{size: o.HistoryLen},
-		labelHist: o.LabelHistoryLen,
+		history:   o.History,
 		log:       o.Logger,
 		now:       o.Now,
 		devices:   map[string]*device{},
@@ -131,9 +137,6 @@ func NewHub(o Options) *Hub {
 	}
 	if h.replay.size < DefaultHistoryLen {
 		h.replay.size = DefaultHistoryLen
-	}
-	if h.labelHist <= 0 {
-		h.labelHist = DefaultLabelHistoryLen
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

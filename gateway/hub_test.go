@@ -307,59 +307,6 @@ func TestSubscribeReplayThenLive(t *testing.T) {
 	}
 }
 
-func TestLabelHistoryBounded(t *testing.T) {
-	tests := []struct {
-		name    string
-		histLen int
-		publish int
-		want    int
-	}{
-		{"short", 10, 3, 3},
-		{"wrapped", 10, 25, 10},
-		{"default", 0, DefaultLabelHistoryLen + 50, DefaultLabelHistoryLen},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newTestHub(t, Options{LabelHistoryLen: tt.histLen}, DeviceInfo{ID: "a"})
-			l := mustAttach(t, h, "a", nil)
-			for i := 1; i <= tt.publish; i++ {
-				l.Publish(r("temp", fmt.Sprint(i)), r("other", "0"))
-			}
-			hist, err := h.History("a", "temp")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(hist) != 1 {
-				t.Fatalf("History(temp) returned labels %v, want only temp", hist)
-			}
-			pts := hist["temp"]
-			if len(pts) != tt.want {
-				t.Fatalf("%d points, want %d", len(pts), tt.want)
-			}
-			for i, p := range pts {
-				if want := fmt.Sprint(tt.publish - tt.want + 1 + i); string(p.Value) != want {
-					t.Fatalf("point %d = %s, want %s (oldest first)", i, p.Value, want)
-				}
-				if i > 0 && p.Seq <= pts[i-1].Seq {
-					t.Fatalf("points not in seq order: %d after %d", p.Seq, pts[i-1].Seq)
-				}
-			}
-			all, _ := h.History("a", "")
-			if len(all) != 2 {
-				t.Errorf("History(\"\") has %d labels, want 2", len(all))
-			}
-			b, _ := json.Marshal(pts[0])
-			if !strings.HasPrefix(string(b), `{"value":`) || !strings.Contains(string(b), `"ts":"`) {
-				t.Errorf("point JSON %s", b)
-			}
-		})
-	}
-	h := newTestHub(t, Options{})
-	if _, err := h.History("nope", ""); !errors.Is(err, ErrUnknownDevice) {
-		t.Errorf("History(nope) err %v", err)
-	}
-}
-
 func TestSubscriberFilter(t *testing.T) {
 	tests := []struct {
 		name    string

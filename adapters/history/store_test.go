@@ -581,3 +581,20 @@ func TestQueuedReadingsAreVisible(t *testing.T) {
 		t.Fatalf("Recent after commit: %d readings, want 5 (none twice)", len(pts))
 	}
 }
+
+// A label whose first readings are not committed yet still answers.
+func TestNewLabelAnswersBeforeCommit(t *testing.T) {
+	s, _ := openTest(t, Options{CommitInterval: time.Hour})
+	s.Append(Reading{Device: "d", Label: "fresh", TS: t0, Value: json.RawMessage(`7`), Seq: 1})
+	pts, err := s.Recent(context.Background(), "d", "fresh", 10)
+	if err != nil || len(pts) != 1 || string(pts[0].Value) != "7" {
+		t.Fatalf("Recent = %v, %v; want the one queued reading", pts, err)
+	}
+	res, err := s.Query(context.Background(), Query{Device: "d", Label: "fresh", From: t0.Add(-time.Minute), To: t0.Add(time.Minute)})
+	if err != nil || len(res.Points) != 1 {
+		t.Fatalf("Query = %+v, %v", res, err)
+	}
+	if pts, _ := s.Recent(context.Background(), "d", "never", 10); len(pts) != 0 {
+		t.Fatalf("unknown label gave %v", pts)
+	}
+}
