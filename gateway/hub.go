@@ -26,8 +26,13 @@ const (
 	// promises at least 1000.
 	DefaultHistoryLen = 1000
 	// MaxLabelsPerDevice stops a board that invents a new key every frame from
-	// growing the hub without bound; further labels are dropped and counted.
+	// growing the hub without bound; further labels are dropped and counted
+	// (the default of limits.labels_per_device).
 	MaxLabelsPerDevice = 256
+	// DefaultValueBytes bounds a reading's JSON value (the default of
+	// limits.value_bytes): with MaxLabelsPerDevice it bounds the memory of
+	// a device's last values.
+	DefaultValueBytes = 4096
 	// RecentLogLines is how many console lines per device a console that
 	// opens late is shown first.
 	RecentLogLines = 50
@@ -48,19 +53,26 @@ type Options struct {
 	// History records every accepted reading, backfill and status change;
 	// nil records nothing.
 	History History
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// LabelsPerDevice and ValueBytes bound what one device can make the hub
+	// hold (limits.labels_per_device, limits.value_bytes); readings beyond
+	// them are dropped and counted. Zero: MaxLabelsPerDevice, DefaultValueBytes.
+	LabelsPerDevice int
+	ValueBytes      int
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Hub owns every device's state, assigns sequence numbers, keeps history,
 // fans messages out to subscribers and routes commands to board links.
 // All methods are safe for concurrent use; none blocks on a subscriber.
 type Hub struct {
-	gatewayID string
-	history   History
-	log       *slog.Logger
-	now       func() time.Time
-	counters  Counters
+	gatewayID  string
+	history    History
+	maxLabels  int
+	valueBytes int
+	log        *slog.Logger
+	now        func() time.Time
+	counters   Counters
 
 	mu      sync.Mutex
 	seq     uint64
@@ -127,16 +139,24 @@ func (p Point) MarshalJSON() ([]byte, error) {
 // NewHub returns an empty hub; add devices with AddDevice.
 func NewHub(o Options) *Hub {
 	h := &Hub{
-		gatewayID: o.GatewayID,
-		replay:    replayRing{size: o.HistoryLen},
-		history:   o.History,
-		log:       o.Logger,
-		now:       o.Now,
-		devices:   map[string]*device{},
-		subs:      map[*Subscription]struct{}{},
+		gatewayID:  o.GatewayID,
+		replay:     replayRing{size: o.HistoryLen},
+		history:    o.History,
+		maxLabels:  o.LabelsPerDevice,
+		valueBytes: o.ValueBytes,
+		log:        o.Logger,
+		now:        o.Now,
+		devices:    map[string]*device{},
+		subs:       map[*Subscription]struct{}{},
 	}
 	if h.replay.size < DefaultHistoryLen {
 		h.replay.size = DefaultHistoryLen
+	}
+	if h.maxLabels <= 0 {
+		h.maxLabels = MaxLabelsPerDevice
+	}
+	if h.valueBytes <= 0 {
+		h.valueBytes = DefaultValueBytes
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

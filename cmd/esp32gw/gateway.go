@@ -83,7 +83,8 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		return nil, err
 	}
 	g.history = openHistory(cfg.History, g.state, log)
-	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log}
+	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log,
+		LabelsPerDevice: cfg.Limits.LabelsPerDevice, ValueBytes: int(cfg.Limits.ValueBytes)}
 	if g.history != nil {
 		hubOpts.History = g.history
 	}
@@ -125,6 +126,7 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		Version:        versionString(),
 		History:        hist,
 		ValueBytes:     int(cfg.Limits.ValueBytes),
+		MaxBrowsers:    cfg.Limits.Browsers,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/device/", listener) // without ws-listen devices it refuses every board
