@@ -438,11 +438,11 @@ func TestMQTTCluster(t *testing.T) {
 		t.Errorf("on B, demo: %v", d)
 	}
 	c, r := browser(t, gb, "/ws")
-	r.nextMsg(t, 5*time.Second)
-	r.waitFor(t, 5*time.Second, "A's demo event on B", func(m msg) bool { return isEvent(m) && str(m, "device") == "demo" })
+	r.NextMsg(t, 5*time.Second)
+	r.WaitFor(t, 5*time.Second, "A's demo event on B", func(m msg) bool { return isEvent(m) && str(m, "device") == "demo" })
 	start := time.Now()
 	sendJSON(t, c, map[string]any{"type": "command", "id": "x1", "device": "demo", "label": "led", "value": "toggle"})
-	ans := r.waitFor(t, 2*time.Second, "answer x1", func(m msg) bool { return str(m, "id") == "x1" })
+	ans := r.WaitFor(t, 2*time.Second, "answer x1", func(m msg) bool { return str(m, "id") == "x1" })
 	if str(ans, "type") != "ack" {
 		t.Errorf("command from B to A's board: %v, want ack", ans)
 	}
