@@ -400,6 +400,15 @@ func TestMQTTLastWill(t *testing.T) {
 	if m.payload != "offline" {
 		t.Errorf("retained bridge/state after SIGKILL %q, want offline", m.payload)
 	}
+
+	// Started again, it sets the bridge and its boards online again. (A
+	// SIGKILL leaves demo/status retained online: only a live publish,
+	// not the retained copy, shows the new process published it.)
+	from = len(w.all())
+	ws := newWatcher(t, b, "esp32gw/demo/status")
+	g.Restart()
+	w.wait(t, from, 10*time.Second, "bridge/state online after the restart", func(m mqttMsg) bool { return m.payload == "online" })
+	ws.wait(t, 0, 10*time.Second, "demo/status online published after the restart", func(m mqttMsg) bool { return m.payload == "online" && !m.retained })
 }
 
 func TestMQTTCluster(t *testing.T) {
@@ -449,4 +458,6 @@ func TestMQTTCluster(t *testing.T) {
 	if el := time.Since(start); el > 2*time.Second {
 		t.Errorf("answered after %v", el)
 	}
+	// The board's new state comes back to the browser on B.
+	r.WaitFor(t, 10*time.Second, "A's demo ledStatus LED ON on B after the toggle", eventIs("demo", "ledStatus", `"LED ON"`))
 }

@@ -56,9 +56,6 @@ func TestSerial(t *testing.T) {
 `)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if strings.Contains(g.Logs(), "not implemented") {
-			t.Skip("serial: the binary logs \"not implemented\"; the serial adapter has not landed")
-		}
 		if on, _ := device(t, g, "bench")["online"].(bool); on {
 			break
 		}
