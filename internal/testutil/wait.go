@@ -1,6 +1,8 @@
 package testutil
 
 import (
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -54,4 +56,28 @@ func CheckGoroutines(t testing.TB, opts ...goleak.Option) {
 			time.Sleep(pollInterval)
 		}
 	})
+}
+
+// CheckMain runs a package's tests and then fails the run when any goroutine
+// they started is still running (after the same grace period as
+// CheckGoroutines); it returns the exit code for os.Exit:
+//
+//	func TestMain(m *testing.M) { os.Exit(testutil.CheckMain(m)) }
+func CheckMain(m *testing.M, opts ...goleak.Option) int {
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	deadline := time.Now().Add(leakWait)
+	for {
+		err := goleak.Find(opts...)
+		if err == nil {
+			return 0
+		}
+		if time.Now().After(deadline) {
+			fmt.Fprintf(os.Stderr, "goroutines still running %v after the tests: %v\n", leakWait, err)
+			return 1
+		}
+		time.Sleep(pollInterval)
+	}
 }
