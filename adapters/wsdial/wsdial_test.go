@@ -280,6 +280,10 @@ func TestGarbageFramesKeepTheLink(t *testing.T) {
 	r := newRig(t, board.URL(), true)
 	r.run(t)
 	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	// Online comes at attach, maybe before the board has registered the
+	// connection; its hello through the link proves the garbage below
+	// reaches the gateway.
+	boardtest.Next(t, r.sub, 5*time.Second, "the board's hello", boardtest.Event(dev, "count", nil))
 	board.TextAll(websocket.BinaryMessage, []byte{0xde, 0xad})
 	board.TextAll(websocket.TextMessage, []byte("Guru Meditation Error"))
 	board.TextAll(websocket.TextMessage, []byte("{\"label\":\"count\",\"value\":\"\xc3\x28\"}"))
