@@ -45,12 +45,6 @@ func chromiumPath(t *testing.T) string {
 	return testgw.Require(t, "chromium")
 }
 
-// chromiumSlot lets one test at a time drive Chromium: the dashboard tests
-// run in parallel with the rest of the package but not with each other, as
-// their waits (a switch shown in another page within 2 s, 50 boards kept up
-// with) assume the browser is not competing with another browser.
-var chromiumSlot = make(chan struct{}, 1)
-
 // chromeBrowser is one headless Chromium with a temporary profile; it is stopped
 // when the test ends.
 type chromeBrowser struct {
@@ -64,8 +58,6 @@ func startBrowser(t *testing.T) *chromeBrowser {
 		t.Skip("drives Chromium against the built binary")
 	}
 	path := chromiumPath(t)
-	chromiumSlot <- struct{}{}
-	t.Cleanup(func() { <-chromiumSlot }) // after the browser has stopped
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox,

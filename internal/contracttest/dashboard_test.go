@@ -99,7 +99,6 @@ func waitChange(p *chromePage, what, expr string, timeout time.Duration) (before
 }
 
 func TestDashboardLive(t *testing.T) {
-	t.Parallel()
 	b := startBrowser(t)
 	g := testgw.Start(t, dashConfig("token", dashDevices))
 	if g.Token == "" {
@@ -186,7 +185,6 @@ func TestDashboardLive(t *testing.T) {
 }
 
 func TestDashboardToggleAcrossPages(t *testing.T) {
-	t.Parallel()
 	b := startBrowser(t)
 	g := testgw.Start(t, dashConfig("token", dashDevices))
 	a := b.newPage("page A")
@@ -226,7 +224,6 @@ func TestDashboardToggleAcrossPages(t *testing.T) {
 }
 
 func TestDashboardReconnect(t *testing.T) {
-	t.Parallel()
 	b := startBrowser(t)
 	g := testgw.Start(t, dashConfig("token", dashDevices))
 	p := b.newPage("page")
@@ -277,7 +274,6 @@ func TestDashboardReconnect(t *testing.T) {
 // (auth: none) and checks the page keeps up, stays responsive, and still fits
 // a phone.
 func TestDashboardManyDevices(t *testing.T) {
-	t.Parallel()
 	b := startBrowser(t)
 	var devs strings.Builder
 	ids := []string{}
@@ -348,7 +344,6 @@ func TestDashboardManyDevices(t *testing.T) {
 // gateway B gets gateway A's board in a new snapshot, marks it "via pi-a",
 // and switches its LED through B.
 func TestDashboardRemoteGateway(t *testing.T) {
-	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binary and runs mosquitto")
 	}

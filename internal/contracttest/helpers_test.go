@@ -126,7 +126,13 @@ func dialBoard(t testing.TB, g *testgw.Gateway, id, token string, read bool) *bo
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token)
 	h.Set("Origin", "file://")
+	// 503: the HTTP server is up but the ws-listen transport has not
+	// started yet; a board dials again, and so does this one, briefly.
 	c, resp, err := dial(g.WSURL("/device/"+id), h)
+	for deadline := time.Now().Add(5 * time.Second); err != nil && status(resp) == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		c, resp, err = dial(g.WSURL("/device/"+id), h)
+	}
 	if err != nil {
 		t.Fatalf("board %s dial: %v (HTTP %d)", id, err, status(resp))
 	}
