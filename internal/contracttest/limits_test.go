@@ -14,6 +14,19 @@ import (
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
+// limitsFrame is a board frame of exactly n bytes: an array of 14 readings
+// big0…big13 whose JSON values are exactly valueBytes long (strings), then
+// one reading "over" whose value is longer than valueBytes.
+func limitsFrame(n, valueBytes int) string {
+	var parts []string
+	for i := 0; i < 14; i++ {
+		parts = append(parts, fmt.Sprintf(`{"label":"big%d","value":"%s"}`, i, strings.Repeat("x", valueBytes-2)))
+	}
+	head := "[" + strings.Join(parts, ",") + `,{"label":"over","value":"`
+	tail := `"}]`
+	return head + strings.Repeat("y", n-len(head)-len(tail)) + tail
+}
+
 // frameOfSize is a valid board frame {"label":"big","value":"xxx…"} of exactly n bytes.
 func frameOfSize(n int) string {
 	pre, post := `{"label":"big","value":"`, `"}`
@@ -36,10 +49,20 @@ func TestLimits(t *testing.T) {
 		br.NextMsg(t, 5*time.Second)
 		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
 		waitOnline(t, g, "lim", true, 5*time.Second)
-		b.send(t, frameOfSize(64*1024))
-		ev := br.WaitFor(t, 5*time.Second, "the 64 KiB event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" })
-		if len(str(ev, "value")) != 64*1024-len(`{"label":"big","value":""}`) {
-			t.Errorf("64 KiB frame's value has %d bytes", len(str(ev, "value")))
+		// A frame of exactly 64 KiB: readings whose values fit
+		// limits.value_bytes (4096) arrive; one over it is dropped and
+		// counted, and the link stays up.
+		frame := limitsFrame(64*1024, 4096)
+		b.send(t, frame)
+		for i := 0; i < 14; i++ {
+			label := fmt.Sprintf("big%d", i)
+			ev := br.WaitFor(t, 5*time.Second, "the event of "+label, func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" && str(m, "label") == label })
+			if got := len(str(ev, "value")); got != 4096-2 {
+				t.Errorf("%s: value of %d bytes, want %d", label, got, 4096-2)
+			}
+		}
+		if code, body := g.Get("/metrics"); code != 200 || !strings.Contains(string(body), "esp32gw_dropped_readings_total 1\n") {
+			t.Errorf("the reading over value_bytes is not counted as dropped once: %d %s", code, body)
 		}
 		b.send(t, frameOfSize(64*1024+1))
 		err, ok := b.r.Closed(5 * time.Second)
@@ -125,8 +148,10 @@ func TestLimits(t *testing.T) {
 
 		b := dialBoard(t, g, "spam", "spam-token-0123456789", true)
 		waitOnline(t, g, "spam", true, 5*time.Second)
-		const frames, per = 200, 7
-		val := strings.Repeat("v", 8000)
+		// Each value just under limits.value_bytes (4096), each frame just
+		// under 64 KiB: 11 MB in all, far more than a browser's buffers.
+		const frames, per = 200, 14
+		val := strings.Repeat("v", 4000)
 		done := make(chan error, 1)
 		go func() {
 			for i := 0; i < frames; i++ {
