@@ -53,6 +53,8 @@ type runningGateway struct {
 	stop    context.CancelFunc // ends boards, the seq saver and the bridge
 	workers sync.WaitGroup     // boards, listener and the seq saver
 	bridged chan struct{}      // closed when the bridge has returned
+
+	ctl control // set by runGateway: sd_notify (notify.go)
 }
 
 // board is one device's transport while it runs.
@@ -186,6 +188,8 @@ func (g *runningGateway) run(ctx context.Context) error {
 		}
 	}()
 
+	g.started(runCtx)
+
 	select {
 	case <-ctx.Done():
 		g.log.Info("shutting down")
@@ -217,6 +221,7 @@ func (g *runningGateway) runTransport(ctx context.Context, t gateway.Transport) 
 // hangs: board links, the state (saved), browser subscriptions (closed with
 // 1001), HTTP, then the MQTT bridge (offline states).
 func (g *runningGateway) shutdown(budget time.Duration) {
+	g.stopping()
 	deadline, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	if g.stop != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/esp32gw/esp32gw/adapters/serialport"
 	"github.com/esp32gw/esp32gw/internal/configfile"
+	"github.com/esp32gw/esp32gw/internal/sdnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -177,6 +178,10 @@ func runGateway(ctx context.Context, c cli) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	notifier, err := sdnotify.New(c.getenv)
+	if err != nil {
+		log.Warn("systemd notification partly off", "err", err)
+	}
 	cfg, err := configfile.Load(c.configPath)
 	if err != nil {
 		return err
@@ -185,6 +190,9 @@ func runGateway(ctx context.Context, c cli) error {
 	if err != nil {
 		return err
 	}
+	g.ctl.configPath = c.configPath
+	g.ctl.notify = notifier
+	g.ctl.stallAfter = testStallAfter(c.getenv, log)
 	err = g.run(ctx)
 	g.shutdown(shutdownBudget)
 	return err
