@@ -20,7 +20,6 @@ import (
 	"syscall"
 
 	"github.com/esp32gw/esp32gw/adapters/serialport"
-	"github.com/esp32gw/esp32gw/internal/configfile"
 	"github.com/esp32gw/esp32gw/internal/sdnotify"
 )
 
@@ -155,7 +154,7 @@ func usage(w io.Writer, fs *flag.FlagSet, table []subcommand) {
 }
 
 func checkConfig(_ context.Context, c cli) error {
-	cfg, err := configfile.Load(c.configPath)
+	cfg, err := loadConfig(c.configPath, "")
 	if err != nil {
 		return err
 	}
@@ -178,11 +177,16 @@ func runGateway(ctx context.Context, c cli) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	// SIGHUP reloads; caught before anything else, as its default would
+	// end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	notifier, err := sdnotify.New(c.getenv)
 	if err != nil {
 		log.Warn("systemd notification partly off", "err", err)
 	}
-	cfg, err := configfile.Load(c.configPath)
+	cfg, err := loadConfig(c.configPath, "")
 	if err != nil {
 		return err
 	}
@@ -192,6 +196,7 @@ func runGateway(ctx context.Context, c cli) error {
 	}
 	g.ctl.configPath = c.configPath
 	g.ctl.notify = notifier
+	g.ctl.reloads = hup
 	g.ctl.stallAfter = testStallAfter(c.getenv, log)
 	err = g.run(ctx)
 	g.shutdown(shutdownBudget)

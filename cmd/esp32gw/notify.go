@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/esp32gw/esp32gw/internal/sdnotify"
@@ -138,10 +139,11 @@ func (g *runningGateway) stopping() {
 }
 
 // control is what runGateway hands the running gateway beyond its config:
-// systemd notification, the test stall. Its zero value (tests that call
-// build and run directly) sends nothing.
+// systemd notification, the reload signal, the test stall. Its zero value
+// (tests that call build and run directly) sends nothing and never reloads.
 type control struct {
 	configPath string
 	notify     *sdnotify.Notifier
-	stallAfter time.Duration // test hook (stallHubEnv); 0: off
+	reloads    <-chan os.Signal // one receive per SIGHUP
+	stallAfter time.Duration    // test hook (stallHubEnv); 0: off
 }
