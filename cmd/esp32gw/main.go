@@ -68,6 +68,7 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{name: "run", args: "[-config FILE] [-log-level LEVEL]", help: "run the gateway", flags: noFlags(runGateway)},
 		{name: "check", args: "[-config FILE]", help: "validate the config and exit", flags: noFlags(checkConfig)},
+		{name: "token", args: "[-config FILE] [-rotate]", help: "print the login URL; -rotate makes a new token", flags: tokenFlags},
 		{name: "ports", help: "list serial ports and their USB identity", flags: noFlags(listPorts)},
 		{name: "version", help: "print the version", flags: noFlags(printVersion)},
 	}

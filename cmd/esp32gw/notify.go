@@ -42,6 +42,7 @@ func (g *runningGateway) started(ctx context.Context) {
 	if err := g.ctl.notify.Ready(); err != nil {
 		g.log.Warn("sd_notify READY", "err", err)
 	}
+	g.watchToken(ctx)
 	if g.ctl.notify.Enabled() {
 		g.workers.Go(func() { g.notifyLoop(ctx) })
 	}
@@ -146,4 +147,6 @@ type control struct {
 	notify     *sdnotify.Notifier
 	reloads    <-chan os.Signal // one receive per SIGHUP
 	stallAfter time.Duration    // test hook (stallHubEnv); 0: off
+
+	tokens tokenWatch // set up by run (token.go)
 }

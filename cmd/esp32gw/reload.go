@@ -23,6 +23,8 @@ const boardStopWait = 5 * time.Second
 //     set (browsers keep their connections and receive one new snapshot),
 //     and the transports of added and changed devices start. A change of
 //     only name or commands touches the hub alone: the board's link stays.
+//   - http.token (when set both before and after) is replaced at once;
+//     the token file is re-read too (esp32gw token -rotate).
 //   - every other key needs a restart (listeners, TLS, state_dir, MQTT,
 //     history, limits, mDNS, gateway_id, auth mode, allowed origins and
 //     hosts): a change is logged as such and the running value stays.
@@ -55,6 +57,13 @@ func (g *runningGateway) reload(ctx context.Context) {
 	if keys := restartKeys(g.cfg, next); len(keys) > 0 {
 		g.log.Warn("reload: changed keys need a restart; their running values stay", "keys", strings.Join(keys, ", "))
 	}
+	if next.HTTP.Token != g.cfg.HTTP.Token && next.HTTP.Token != "" && g.cfg.HTTP.Token != "" && g.cfg.HTTP.Auth == "token" {
+		g.setToken(next.HTTP.Token)
+		g.cfg.HTTP.Token = next.HTTP.Token
+		g.log.Info("reload: http.token changed; the old token no longer works")
+	}
+	g.checkTokenFile()
+
 	g.applyDevices(ctx, next.Devices)
 }
 
@@ -144,7 +153,7 @@ func (g *runningGateway) stopBoard(id string) {
 
 // restartKeys lists the keys (as config paths like "http.listen") whose
 // value differs between the running config and next, other than the ones a
-// reload applies: devices.
+// reload applies: devices, and http.token when set in both.
 func restartKeys(running, next gateway.Config) []string {
 	var out []string
 	var walk func(a, b reflect.Value, path string)
@@ -162,6 +171,7 @@ func restartKeys(running, next gateway.Config) []string {
 			fa, fb := a.Field(i), b.Field(i)
 			switch {
 			case p == "devices":
+			case p == "http.token" && running.HTTP.Token != "" && next.HTTP.Token != "":
 			case fa.Kind() == reflect.Struct && p != "http.tls":
 				walk(fa, fb, p)
 			case !reflect.DeepEqual(fa.Interface(), fb.Interface()):

@@ -19,7 +19,8 @@ func TestRestartKeys(t *testing.T) {
 		want   []string
 	}{
 		{"devices only", func(c *gateway.Config) { c.Devices = []gateway.DeviceConfig{{ID: "x"}} }, nil},
-		{"token", func(c *gateway.Config) { c.HTTP.Token = "" }, []string{"http.token"}},
+		{"token to another token is live", func(c *gateway.Config) { c.HTTP.Token = "b-token" }, nil},
+		{"token to a generated one", func(c *gateway.Config) { c.HTTP.Token = "" }, []string{"http.token"}},
 		{"listen", func(c *gateway.Config) { c.HTTP.Listen = ":9090" }, []string{"http.listen"}},
 		{"tls as one key", func(c *gateway.Config) { c.HTTP.TLS = gateway.TLSConfig{Cert: "c", Key: "k"} }, []string{"http.tls"}},
 		{"state_dir and mqtt", func(c *gateway.Config) { c.StateDir = "/var/lib/x"; c.MQTT.Broker = "tcp://b:1883" }, []string{"state_dir", "mqtt.broker"}},
