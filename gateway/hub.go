@@ -177,8 +177,20 @@ func (h *Hub) Counters() *Counters { return &h.counters }
 // an id that exists updates its description (remote devices re-announce
 // themselves) and tells subscribers with a fresh snapshot.
 func (h *Hub) AddDevice(info DeviceInfo) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed, err := h.addDeviceLocked(info)
+	if changed {
+		h.devicesChangedLocked()
+	}
+	return err
+}
+
+// addDeviceLocked is AddDevice without telling subscribers; it reports
+// whether anything changed.
+func (h *Hub) addDeviceLocked(info DeviceInfo) (changed bool, err error) {
 	if !ValidID(info.ID) {
-		return fmt.Errorf("add device %q: id must match [a-z0-9_-]+", info.ID)
+		return false, fmt.Errorf("add device %q: id must match [a-z0-9_-]+", info.ID)
 	}
 	if info.Name == "" {
 		info.Name = info.ID
@@ -187,15 +199,13 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 		info.Gateway = h.gatewayID
 	}
 	info.Commands = append([]string(nil), info.Commands...)
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	d, ok := h.devices[info.ID]
 	if ok {
 		if d.info.Remote != info.Remote {
-			return fmt.Errorf("add device %q: a %s device with that id exists", info.ID, map[bool]string{true: "remote", false: "local"}[d.info.Remote])
+			return false, fmt.Errorf("add device %q: a %s device with that id exists", info.ID, map[bool]string{true: "remote", false: "local"}[d.info.Remote])
 		}
 		if sameInfo(d.info, info) {
-			return nil // a remote gateway re-announcing: nothing changed, nothing to tell
+			return false, nil // a remote gateway re-announcing: nothing changed, nothing to tell
 		}
 	} else {
 		d = &device{labels: map[string]*labelState{}, commands: NewTokenBucket(CommandRate, CommandBurst), reason: "not connected yet"}
@@ -207,8 +217,7 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 	for _, c := range info.Commands {
 		d.allowed[c] = true
 	}
-	h.devicesChangedLocked()
-	return nil
+	return true, nil
 }
 
 // devicesChangedLocked tells subscribers about a change to the set of
@@ -233,9 +242,17 @@ func sameInfo(a, b DeviceInfo) bool {
 func (h *Hub) RemoveDevice(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.removeDeviceLocked(id) {
+		h.devicesChangedLocked()
+	}
+}
+
+// removeDeviceLocked is RemoveDevice without telling subscribers; it
+// reports whether the device existed.
+func (h *Hub) removeDeviceLocked(id string) bool {
 	d, ok := h.devices[id]
 	if !ok {
-		return
+		return false
 	}
 	if d.link != nil {
 		d.link.dead.Store(true)
@@ -247,7 +264,7 @@ func (h *Hub) RemoveDevice(id string) {
 			break
 		}
 	}
-	h.devicesChangedLocked()
+	return true
 }
 
 // Device returns a device's description.

@@ -72,7 +72,7 @@ type Server struct {
 func New(o Options) *Server {
 	s := &Server{
 		hub:         o.Hub,
-		auth:        authenticator{mode: o.AuthMode, token: o.Token},
+		auth:        authenticator{mode: o.AuthMode},
 		origins:     map[string]bool{},
 		log:         o.Logger,
 		metrics:     o.Metrics,
@@ -88,6 +88,7 @@ func New(o Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.auth.token.Store(&o.Token)
 	for _, origin := range o.AllowedOrigins {
 		s.origins[normalizeOrigin(origin)] = true
 	}

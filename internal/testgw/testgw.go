@@ -73,6 +73,8 @@ type Gateway struct {
 	URL    string // http://127.0.0.1:PORT
 	Token  string // the login token ("" with auth: none)
 
+	env []string // extra environment for the process (StartEnv)
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *testutil.SyncBuffer
@@ -85,8 +87,15 @@ type Gateway struct {
 // where it listens (at most 30 s).
 func Start(t testing.TB, configYAML string) *Gateway {
 	t.Helper()
+	return StartEnv(t, configYAML)
+}
+
+// StartEnv is Start with extra environment variables ("NAME=value") for the
+// gateway process, e.g. NOTIFY_SOCKET.
+func StartEnv(t testing.TB, configYAML string, env ...string) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
-	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml")}
+	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml"), env: env}
 	if err := os.WriteFile(g.Config, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +122,9 @@ func (g *Gateway) start() {
 	bin := Binary(t)
 	cmd := exec.Command(bin, "-config", g.Config, "-log-level", "debug")
 	cmd.Dir = g.Dir
+	if g.env != nil {
+		cmd.Env = append(os.Environ(), g.env...)
+	}
 	log := &testutil.SyncBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log
