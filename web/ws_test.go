@@ -258,7 +258,7 @@ func TestSlowBrowser(t *testing.T) {
 			}
 		}
 	}()
-	value := json.RawMessage(`"` + strings.Repeat("v", 8000) + `"`)
+	value := json.RawMessage(`"` + strings.Repeat("v", 4000) + `"`) // within limits.value_bytes
 	want := snap.Seq + 1
 	for i := 0; i < total; i += 100 {
 		for j := 0; j < 100; j++ {

@@ -153,7 +153,7 @@ func TestSystemdNotify(t *testing.T) {
 	}
 
 	_, r := browser(t, g, "/ws")
-	r.nextMsg(t, 5*time.Second)
+	r.NextMsg(t, 5*time.Second)
 	n.wait(t, 10*time.Second, "STATUS counting the browser", is("STATUS=1 board online, 1 browser"))
 
 	errc := make(chan error, 1)

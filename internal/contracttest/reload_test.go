@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // snapshotDevices is a snapshot's device ids in order, and their names.
@@ -55,10 +56,10 @@ func TestReload(t *testing.T) {
 	board := dialBoard(t, g, "lb", "lb-token-0123456789", true)
 	waitOnline(t, g, "lb", true, 5*time.Second)
 
-	var readers []*reader
+	var readers []*testutil.WSReader
 	for i := 0; i < 3; i++ {
 		_, r := browser(t, g, "/ws")
-		first := r.nextMsg(t, 5*time.Second)
+		first := r.NextMsg(t, 5*time.Second)
 		if ids, _ := snapshotDevices(first); str(first, "type") != "snapshot" || !sameSet(ids, []string{"keep", "gone", "ren", "lb"}) {
 			t.Fatalf("first frame: %v", first)
 		}
@@ -91,7 +92,7 @@ func TestReload(t *testing.T) {
 	}
 	want := []string{"keep", "ren", "lb", "added", "lb2"}
 	for i, r := range readers {
-		m := r.waitFor(t, 10*time.Second, "a snapshot with the new devices", func(m msg) bool {
+		m := r.WaitFor(t, 10*time.Second, "a snapshot with the new devices", func(m msg) bool {
 			ids, _ := snapshotDevices(m)
 			return str(m, "type") == "snapshot" && sameSet(ids, want)
 		})
@@ -102,7 +103,7 @@ func TestReload(t *testing.T) {
 	waitOnline(t, g, "added", true, 5*time.Second)
 	b2 := dialBoard(t, g, "lb2", "lb2-token-0123456789", true) // the new ws-listen device is served
 	b2.send(t, `{"label":"t","value":1}`)
-	readers[0].waitFor(t, 5*time.Second, "an event from the added ws-listen board", func(m msg) bool {
+	readers[0].WaitFor(t, 5*time.Second, "an event from the added ws-listen board", func(m msg) bool {
 		return str(m, "type") == "event" && str(m, "device") == "lb2"
 	})
 	if code, _ := g.Get("/api/devices/gone"); code != 404 {
@@ -133,11 +134,11 @@ func TestReload(t *testing.T) {
 
 	// Nobody was disconnected: browsers, the unchanged ws-listen board.
 	for i, r := range readers {
-		if err, ended := r.closed(0); ended {
+		if err, ended := r.Closed(0); ended {
 			t.Errorf("browser %d disconnected by a reload: %v", i, err)
 		}
 	}
-	if err, ended := board.r.closed(0); ended {
+	if err, ended := board.r.Closed(0); ended {
 		t.Errorf("the unchanged ws-listen board was disconnected by the reload: %v", err)
 	}
 	if err, _ := g.Stop(); err != nil {
