@@ -16,7 +16,9 @@ import (
 // subscriptions.go the subscribers and their bounded queues; replay.go the
 // ring behind /ws?since=; commands.go command routing; frames.go every /ws
 // frame's encoding; views.go the device objects (snapshot, DeviceState);
-// labelhist.go each label's recent points for charts.
+// restore.go the last values a restart recovers from the history store.
+// Charts read the history store (Options.History); the hub keeps only what
+// the live path needs: each label's last value and the replay ring.
 
 // Limits that bound the hub's memory whatever the boards send.
 const (
@@ -24,8 +26,13 @@ const (
 	// promises at least 1000.
 	DefaultHistoryLen = 1000
 	// MaxLabelsPerDevice stops a board that invents a new key every frame from
-	// growing the hub without bound; further labels are dropped and counted.
+	// growing the hub without bound; further labels are dropped and counted
+	// (the default of limits.labels_per_device).
 	MaxLabelsPerDevice = 256
+	// DefaultValueBytes bounds a reading's JSON value (the default of
+	// limits.value_bytes): with MaxLabelsPerDevice it bounds the memory of
+	// a device's last values.
+	DefaultValueBytes = 4096
 	// RecentLogLines is how many console lines per device a console that
 	// opens late is shown first.
 	RecentLogLines = 50
@@ -41,9 +48,16 @@ const (
 
 // Options configure a Hub. The zero value of every field has a sensible default.
 type Options struct {
-	GatewayID       string
-	HistoryLen      int
-	LabelHistoryLen int
+	GatewayID  string
+	HistoryLen int // events /ws?since= can replay (at least DefaultHistoryLen)
+	// History records every accepted reading, backfill and status change;
+	// nil records nothing.
+	History History
+	// LabelsPerDevice and ValueBytes bound what one device can make the hub
+	// hold (limits.labels_per_device, limits.value_bytes); readings beyond
+	// them are dropped and counted. Zero: MaxLabelsPerDevice, DefaultValueBytes.
+	LabelsPerDevice int
+	ValueBytes      int
 	Logger          *slog.Logger
 	Now             func() time.Time
 }
@@ -52,11 +66,13 @@ type Options struct {
 // fans messages out to subscribers and routes commands to board links.
 // All methods are safe for concurrent use; none blocks on a subscriber.
 type Hub struct {
-	gatewayID string
-	labelHist int
-	log       *slog.Logger
-	now       func() time.Time
-	counters  Counters
+	gatewayID  string
+	history    History
+	maxLabels  int
+	valueBytes int
+	log        *slog.Logger
+	now        func() time.Time
+	counters   Counters
 
 	mu      sync.Mutex
 	seq     uint64
@@ -75,6 +91,8 @@ type Counters struct {
 	SlowConsumers   atomic.Uint64 // subscribers dropped because their queue was full
 	Malformed       atomic.Uint64 // bad frames or lines from boards
 	DroppedReadings atomic.Uint64 // readings refused (bad label, too many labels)
+	Backfilled      atomic.Uint64 // readings older than their label's newest: history only
+	FutureTS        atomic.Uint64 // readings whose ts was too far ahead, stamped on arrival instead
 	Commands        atomic.Uint64 // commands accepted by a board link
 	CommandErrors   atomic.Uint64 // commands answered with an error
 }
@@ -97,9 +115,9 @@ type device struct {
 }
 
 type labelState struct {
-	last Point
-	kind Kind         // of last, classified once when it arrives
-	hist labelHistory // the last labelHist points, for charts
+	last     Point
+	kind     Kind // of last, classified once when it arrives
+	restored bool // last came from the history store at start, not from this run
 }
 
 // Point is one value of a label in its history.
@@ -121,19 +139,24 @@ func (p Point) MarshalJSON() ([]byte, error) {
 // NewHub returns an empty hub; add devices with AddDevice.
 func NewHub(o Options) *Hub {
 	h := &Hub{
-		gatewayID: o.GatewayID,
-		replay:    replayRing{size: o.HistoryLen},
-		labelHist: o.LabelHistoryLen,
-		log:       o.Logger,
-		now:       o.Now,
-		devices:   map[string]*device{},
-		subs:      map[*Subscription]struct{}{},
+		gatewayID:  o.GatewayID,
+		replay:     replayRing{size: o.HistoryLen},
+		history:    o.History,
+		maxLabels:  o.LabelsPerDevice,
+		valueBytes: o.ValueBytes,
+		log:        o.Logger,
+		now:        o.Now,
+		devices:    map[string]*device{},
+		subs:       map[*Subscription]struct{}{},
 	}
 	if h.replay.size < DefaultHistoryLen {
 		h.replay.size = DefaultHistoryLen
 	}
-	if h.labelHist <= 0 {
-		h.labelHist = DefaultLabelHistoryLen
+	if h.maxLabels <= 0 {
+		h.maxLabels = MaxLabelsPerDevice
+	}
+	if h.valueBytes <= 0 {
+		h.valueBytes = DefaultValueBytes
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

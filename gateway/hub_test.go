@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 func TestSeqRisesByOnePerAcceptedReading(t *testing.T) {
@@ -307,59 +309,6 @@ func TestSubscribeReplayThenLive(t *testing.T) {
 	}
 }
 
-func TestLabelHistoryBounded(t *testing.T) {
-	tests := []struct {
-		name    string
-		histLen int
-		publish int
-		want    int
-	}{
-		{"short", 10, 3, 3},
-		{"wrapped", 10, 25, 10},
-		{"default", 0, DefaultLabelHistoryLen + 50, DefaultLabelHistoryLen},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			h := newTestHub(t, Options{LabelHistoryLen: tt.histLen}, DeviceInfo{ID: "a"})
-			l := mustAttach(t, h, "a", nil)
-			for i := 1; i <= tt.publish; i++ {
-				l.Publish(r("temp", fmt.Sprint(i)), r("other", "0"))
-			}
-			hist, err := h.History("a", "temp")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(hist) != 1 {
-				t.Fatalf("History(temp) returned labels %v, want only temp", hist)
-			}
-			pts := hist["temp"]
-			if len(pts) != tt.want {
-				t.Fatalf("%d points, want %d", len(pts), tt.want)
-			}
-			for i, p := range pts {
-				if want := fmt.Sprint(tt.publish - tt.want + 1 + i); string(p.Value) != want {
-					t.Fatalf("point %d = %s, want %s (oldest first)", i, p.Value, want)
-				}
-				if i > 0 && p.Seq <= pts[i-1].Seq {
-					t.Fatalf("points not in seq order: %d after %d", p.Seq, pts[i-1].Seq)
-				}
-			}
-			all, _ := h.History("a", "")
-			if len(all) != 2 {
-				t.Errorf("History(\"\") has %d labels, want 2", len(all))
-			}
-			b, _ := json.Marshal(pts[0])
-			if !strings.HasPrefix(string(b), `{"value":`) || !strings.Contains(string(b), `"ts":"`) {
-				t.Errorf("point JSON %s", b)
-			}
-		})
-	}
-	h := newTestHub(t, Options{})
-	if _, err := h.History("nope", ""); !errors.Is(err, ErrUnknownDevice) {
-		t.Errorf("History(nope) err %v", err)
-	}
-}
-
 func TestSubscriberFilter(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -520,7 +469,7 @@ func TestSlowConsumerIsDropped(t *testing.T) {
 }
 
 func TestCloseEndsSubscriptions(t *testing.T) {
-	base := runtime.NumGoroutine()
+	testutil.CheckGoroutines(t)
 	h := newTestHub(t, Options{}, DeviceInfo{ID: "a"})
 	l := mustAttach(t, h, "a", nil)
 	var wg sync.WaitGroup
@@ -556,20 +505,6 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 		t.Errorf("Subscribers() = %d after Close", h.Subscribers())
 	}
 	l.Publish(r("x", "2")) // must not panic or block
-	waitGoroutines(t, base)
-}
-
-// waitGoroutines polls until the goroutine count is back to base.
-func waitGoroutines(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-	}
 }
 
 func TestLabelValidation(t *testing.T) {

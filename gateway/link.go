@@ -135,15 +135,21 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 	d.lastSeen = now
 	// One frame's readings reach each subscriber together (see broadcastLocked).
 	msgs := make([]*Message, 0, len(rs))
+	var recs []Record
 	for _, r := range rs {
 		if err := checkReading(r); err != nil {
 			h.counters.DroppedReadings.Add(1)
 			h.log.Debug("reading dropped", "device", l.id, "label", Truncate(r.Label, 40), "err", err)
 			continue
 		}
+		if len(r.Value) > h.valueBytes {
+			h.counters.DroppedReadings.Add(1)
+			h.log.Debug("reading dropped: value too long", "device", l.id, "label", Truncate(r.Label, 40), "bytes", len(r.Value), "limit", h.valueBytes)
+			continue
+		}
 		ls, ok := d.labels[r.Label]
 		if !ok {
-			if len(d.labels) >= MaxLabelsPerDevice {
+			if len(d.labels) >= h.maxLabels {
 				h.counters.DroppedReadings.Add(1)
 				h.log.Debug("reading dropped: too many labels", "device", l.id, "label", r.Label)
 				continue
@@ -152,18 +158,43 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 			d.labels[r.Label] = ls
 			d.labelOrder = append(d.labelOrder, r.Label)
 		}
-		h.seq++
 		value := append(json.RawMessage(nil), r.Value...)
-		p := Point{Value: value, TS: now, Seq: h.seq}
-		ls.last, ls.kind = p, KindOf(value)
-		ls.hist.add(p, h.labelHist)
+		ts := h.readingTime(r.TS, now)
+		if ok && ts.Before(ls.last.TS) {
+			// A backfill (a board that buffered while offline): history
+			// only; the live view and the last value are not disturbed.
+			h.counters.Backfilled.Add(1)
+			recs = append(recs, Record{Device: l.id, Label: r.Label, TS: ts, Value: value})
+			continue
+		}
+		h.seq++
+		ls.last, ls.kind, ls.restored = Point{Value: value, TS: ts, Seq: h.seq}, KindOf(value), false
 		d.events++
 		h.counters.EventsIn.Add(1)
-		m := newEventMessage(l.id, r.Label, value, now, h.seq)
+		m := newEventMessage(l.id, r.Label, value, ts, h.seq)
 		h.replay.add(m)
 		msgs = append(msgs, m)
+		recs = append(recs, Record{Device: l.id, Label: r.Label, TS: ts, Value: value, Seq: h.seq})
 	}
 	h.broadcastLocked(msgs...)
+	if h.history != nil && len(recs) > 0 {
+		// Under the hub's lock, so the store sees readings in seq order;
+		// Append only queues.
+		h.history.Append(recs...)
+	}
+}
+
+// readingTime is when a reading happened: the board's own ts, or now when
+// it sent none or one too far ahead of the gateway's clock (counted).
+func (h *Hub) readingTime(ts, now time.Time) time.Time {
+	switch {
+	case ts.IsZero():
+		return now
+	case ts.After(now.Add(MaxFutureSkew)):
+		h.counters.FutureTS.Add(1)
+		return now
+	}
+	return ts
 }
 
 func (h *Hub) logLine(l *hubLink, line string) {
@@ -185,7 +216,11 @@ func (h *Hub) logLine(l *hubLink, line string) {
 
 // statusLocked records and broadcasts an availability change.
 func (h *Hub) statusLocked(d *device, online bool, reason string) {
-	m := newStatusMessage(d.info.ID, online, reason, h.now(), h.seq, d.reconnects)
+	now := h.now()
+	m := newStatusMessage(d.info.ID, online, reason, now, h.seq, d.reconnects)
+	if h.history != nil {
+		h.history.AppendStatus(d.info.ID, now, online, reason)
+	}
 	if !online {
 		d.reason = reason
 	} else {

@@ -30,6 +30,10 @@ type LabelValue struct {
 	TS    string          `json:"ts"`
 	Seq   uint64          `json:"seq"`
 	Kind  Kind            `json:"kind"`
+	// Restored: the value was recovered from the history store at start
+	// and no newer one has arrived since (it was published before the
+	// restart; the MQTT bridge does not publish it again).
+	Restored bool `json:"-"`
 }
 
 // Snapshot returns every device's state and the seq it reflects.
@@ -71,7 +75,7 @@ func (h *Hub) stateLocked(d *device) DeviceState {
 		st.LastSeen = &s
 	}
 	for name, ls := range d.labels {
-		st.Labels[name] = LabelValue{Value: ls.last.Value, TS: FormatTime(ls.last.TS), Seq: ls.last.Seq, Kind: ls.kind}
+		st.Labels[name] = LabelValue{Value: ls.last.Value, TS: FormatTime(ls.last.TS), Seq: ls.last.Seq, Kind: ls.kind, Restored: ls.restored}
 	}
 	return st
 }

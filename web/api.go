@@ -75,27 +75,7 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 		s.rangedHistory(w, r, id, label)
 		return
 	}
-	hist, err := s.hub.History(id, label)
-	if err != nil {
-		writeError(w, statusFor(err), err.Error())
-		return
-	}
-	if label != "" {
-		points := hist[label]
-		if points == nil {
-			points = []gateway.Point{}
-		}
-		writeJSON(w, http.StatusOK, struct {
-			Device string          `json:"device"`
-			Label  string          `json:"label"`
-			Points []gateway.Point `json:"points"`
-		}{id, label, points})
-		return
-	}
-	writeJSON(w, http.StatusOK, struct {
-		Device string                     `json:"device"`
-		Labels map[string][]gateway.Point `json:"labels"`
-	}{id, hist})
+	s.recentHistory(w, r, id, label)
 }
 
 // commandBody is the POST body: {"label":"led","value":"toggle"}.
@@ -160,6 +140,8 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	metric("esp32gw_slow_browsers_total", "counter", "Browsers disconnected because their queue overflowed.", c.SlowConsumers.Load())
 	metric("esp32gw_malformed_total", "counter", "Frames or lines from boards that could not be used.", c.Malformed.Load())
 	metric("esp32gw_dropped_readings_total", "counter", "Readings refused (bad label, too many labels).", c.DroppedReadings.Load())
+	metric("esp32gw_backfilled_readings_total", "counter", "Readings older than their label's newest, stored in history only.", c.Backfilled.Load())
+	metric("esp32gw_future_ts_total", "counter", "Readings whose ts was over 60 s ahead, stamped on arrival instead.", c.FutureTS.Load())
 	metric("esp32gw_commands_total", "counter", "Commands written to boards.", c.Commands.Load())
 	metric("esp32gw_command_errors_total", "counter", "Commands answered with an error.", c.CommandErrors.Load())
 	metric("esp32gw_seq", "gauge", "Sequence number of the newest event.", seq)

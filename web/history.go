@@ -92,6 +92,54 @@ func (s *Server) historyOff(w http.ResponseWriter) bool {
 	return false
 }
 
+// recentPoint is a point of the answer without a range: {"value","ts"}.
+type recentPoint struct {
+	Value json.RawMessage `json:"value"`
+	TS    string          `json:"ts"`
+}
+
+// recentHistory answers GET /api/devices/{id}/history without a range: the
+// label's (or every label's) most recent raw points, at most
+// gateway.RecentPoints each, oldest first.
+func (s *Server) recentHistory(w http.ResponseWriter, r *http.Request, id, label string) {
+	if _, ok := s.hub.Device(id); !ok {
+		writeError(w, http.StatusNotFound, "unknown device "+id)
+		return
+	}
+	labels := []string{label}
+	if label == "" {
+		labels = s.hub.Labels(id)
+	}
+	out := make(map[string][]recentPoint, len(labels))
+	for _, l := range labels {
+		pts := []recentPoint{}
+		if s.history != nil {
+			hp, err := s.history.Recent(r.Context(), id, l, gateway.RecentPoints)
+			if err != nil {
+				s.log.Error("history query failed", "device", id, "label", l, "err", err)
+				writeError(w, http.StatusInternalServerError, "history query failed: "+err.Error())
+				return
+			}
+			for _, p := range hp {
+				pts = append(pts, recentPoint{Value: p.Value, TS: gateway.FormatTime(p.TS)})
+			}
+		}
+		out[l] = pts
+	}
+	if label != "" {
+		writeJSON(w, http.StatusOK, struct {
+			Device string        `json:"device"`
+			Label  string        `json:"label"`
+			Points []recentPoint `json:"points"`
+		}{id, label, out[label]})
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Device string                   `json:"device"`
+		Labels map[string][]recentPoint `json:"labels"`
+	}{id, out})
+}
+
 // rangedHistory answers GET /api/devices/{id}/history with a from.
 func (s *Server) rangedHistory(w http.ResponseWriter, r *http.Request, id, label string) {
 	if s.historyOff(w) {

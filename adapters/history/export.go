@@ -72,12 +72,23 @@ func (s *Store) Export(ctx context.Context, f ExportFilter, fn func(Reading) err
 // Backup writes a consistent copy of the database to dst (which must not
 // exist) while the store runs. Readings still queued are not in it.
 func (s *Store) Backup(ctx context.Context, dst string) error {
+	return BackupFile(ctx, s.opts.Path, dst)
+}
+
+// BackupFile writes a consistent copy of the history database at path to
+// dst (which must not exist), from any process, while a gateway may be
+// writing it: SQLite's WAL gives the copy one snapshot. It never writes to
+// path.
+func BackupFile(ctx context.Context, path, dst string) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("history: backup: %w", err)
+	}
 	if _, err := os.Lstat(dst); err == nil {
 		return fmt.Errorf("history: backup %s: %w", dst, os.ErrExist)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("history: backup %s: %w", dst, err)
 	}
-	db, err := sql.Open("sqlite", dsn(s.opts.Path, connBackup))
+	db, err := sql.Open("sqlite", dsn(path, connBackup))
 	if err != nil {
 		return fmt.Errorf("history: backup %s: %w", dst, err)
 	}

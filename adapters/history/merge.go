@@ -49,6 +49,7 @@ func (s *Store) openView(ctx context.Context, ids []int64) (*view, error) {
 				add(ser)
 			}
 		}
+		s.addQueuedLocked(v, ids)
 	}
 	s.mu.RUnlock()
 	if err != nil {
@@ -56,6 +57,38 @@ func (s *Store) openView(ctx context.Context, ids []int64) (*view, error) {
 		return nil, fmt.Errorf("history: read: %w", err)
 	}
 	return v, nil
+}
+
+// addQueuedLocked adds the readings still waiting for the writer to v, so
+// a chart or an export shows a reading as soon as it is accepted, not only
+// once committed (up to CommitInterval later). Called under s.mu (read): a
+// reading leaves the queue before it becomes hot, so none is seen twice (one
+// being committed at this instant may be missed by this view only). A
+// series that has never been committed has no id yet and is not shown.
+func (s *Store) addQueuedLocked(v *view, ids []int64) {
+	want := func(int64) bool { return true }
+	if ids != nil {
+		set := make(map[int64]bool, len(ids))
+		for _, id := range ids {
+			set[id] = true
+		}
+		want = func(id int64) bool { return set[id] }
+	}
+	grown := map[int64]bool{}
+	s.qmu.Lock()
+	for _, q := range s.queue {
+		ser := s.byKey[q.key]
+		if ser == nil || !want(ser.id) {
+			continue
+		}
+		v.hot[ser.id] = append(v.hot[ser.id], sample{ts: q.ts, v: q.v})
+		grown[ser.id] = true
+	}
+	s.qmu.Unlock()
+	for id := range grown {
+		h := v.hot[id]
+		sort.SliceStable(h, func(i, j int) bool { return h[i].ts < h[j].ts })
+	}
 }
 
 func (v *view) close() { v.tx.Rollback() }

@@ -76,7 +76,30 @@ func clampPoints(n int) int {
 	return min(n, maxMaxPoints)
 }
 
-func (s *Store) lookup(device, label string) (id int64, numeric bool, ok bool) {
+// lookup finds a series. A label whose first readings still wait for the
+// writer has no series yet: they are committed now (once per new label), so
+// a chart asked for right after a label appears is not empty.
+func (s *Store) lookup(ctx context.Context, device, label string) (id int64, numeric bool, ok bool) {
+	id, numeric, ok = s.lookupCommitted(device, label)
+	if !ok && s.queued(seriesKey{device, label}) && s.Flush(ctx) == nil {
+		id, numeric, ok = s.lookupCommitted(device, label)
+	}
+	return id, numeric, ok
+}
+
+// queued reports whether readings of key wait for the writer.
+func (s *Store) queued(key seriesKey) bool {
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	for _, q := range s.queue {
+		if q.key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Store) lookupCommitted(device, label string) (id int64, numeric bool, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ser := s.byKey[seriesKey{device, label}]
@@ -102,7 +125,7 @@ func (s *Store) Query(ctx context.Context, q Query) (Result, error) {
 		to = unixMS(s.now())
 	}
 	from := unixMS(q.From)
-	id, numeric, ok := s.lookup(q.Device, q.Label)
+	id, numeric, ok := s.lookup(ctx, q.Device, q.Label)
 	if !ok || to < from {
 		return Result{Resolution: "raw", Points: []Point{}}, nil
 	}
@@ -401,7 +424,7 @@ func (v *view) buckets(ctx context.Context, id, from, to, w int64, tier int) ([]
 // oldest first.
 func (s *Store) Recent(ctx context.Context, device, label string, n int) ([]Point, error) {
 	n = clampPoints(n)
-	id, _, ok := s.lookup(device, label)
+	id, _, ok := s.lookup(ctx, device, label)
 	if !ok {
 		return []Point{}, nil
 	}

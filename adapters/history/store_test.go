@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -550,5 +551,50 @@ func TestCloseStopsGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after Close, %d before\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// A reading is visible to charts and exports as soon as it is appended, not
+// only once committed (up to CommitInterval later), and never twice.
+func TestQueuedReadingsAreVisible(t *testing.T) {
+	s, _ := openTest(t, Options{CommitInterval: time.Hour})
+	s.Append(Reading{Device: "d", Label: "n", TS: t0, Value: json.RawMessage(`1`), Seq: 1})
+	flush(t, s) // the series exists from now on
+	for i := 2; i <= 5; i++ {
+		s.Append(Reading{Device: "d", Label: "n", TS: t0.Add(time.Duration(i) * time.Second), Value: json.RawMessage(strconv.Itoa(i)), Seq: uint64(i)})
+	}
+	ctx := context.Background()
+	pts, err := s.Recent(ctx, "d", "n", 10)
+	if err != nil || len(pts) != 5 || string(pts[4].Value) != "5" {
+		t.Fatalf("Recent before commit = %v, %v; want the 5 readings", pts, err)
+	}
+	res, err := s.Query(ctx, Query{Device: "d", Label: "n", From: t0, To: t0.Add(time.Minute)})
+	if err != nil || res.Resolution != "raw" || len(res.Points) != 5 {
+		t.Fatalf("Query before commit = %+v, %v", res, err)
+	}
+	n := 0
+	if err := s.Export(ctx, ExportFilter{From: t0, To: t0.Add(time.Minute)}, func(Reading) error { n++; return nil }); err != nil || n != 5 {
+		t.Fatalf("Export before commit: %d readings, %v", n, err)
+	}
+	flush(t, s)
+	if pts, _ := s.Recent(ctx, "d", "n", 10); len(pts) != 5 {
+		t.Fatalf("Recent after commit: %d readings, want 5 (none twice)", len(pts))
+	}
+}
+
+// A label whose first readings are not committed yet still answers.
+func TestNewLabelAnswersBeforeCommit(t *testing.T) {
+	s, _ := openTest(t, Options{CommitInterval: time.Hour})
+	s.Append(Reading{Device: "d", Label: "fresh", TS: t0, Value: json.RawMessage(`7`), Seq: 1})
+	pts, err := s.Recent(context.Background(), "d", "fresh", 10)
+	if err != nil || len(pts) != 1 || string(pts[0].Value) != "7" {
+		t.Fatalf("Recent = %v, %v; want the one queued reading", pts, err)
+	}
+	res, err := s.Query(context.Background(), Query{Device: "d", Label: "fresh", From: t0.Add(-time.Minute), To: t0.Add(time.Minute)})
+	if err != nil || len(res.Points) != 1 {
+		t.Fatalf("Query = %+v, %v", res, err)
+	}
+	if pts, _ := s.Recent(context.Background(), "d", "never", 10); len(pts) != 0 {
+		t.Fatalf("unknown label gave %v", pts)
 	}
 }

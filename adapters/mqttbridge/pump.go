@@ -227,7 +227,11 @@ func (p *pump) republish(all bool) {
 				continue
 			}
 			d.observe(l, lv.Value)
-			if all && p.retain && !reservedLabel(l) && lv.Seq >= d.lastSeq[l] {
+			// A value restored from the history at start was published by
+			// the run before, and may be older than what that run
+			// published last (the store lags by up to commit_interval): it
+			// is never published again, so the broker never goes back.
+			if all && p.retain && !reservedLabel(l) && !lv.Restored && lv.Seq >= d.lastSeq[l] {
 				// Restore the retained last value (a broker without
 				// persistence lost it). Queued as state: it replaces an
 				// older re-publish, never a reading.

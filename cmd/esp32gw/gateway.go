@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/esp32gw/esp32gw/adapters/history"
 	"github.com/esp32gw/esp32gw/adapters/mqttbridge"
 	"github.com/esp32gw/esp32gw/adapters/serialport"
 	"github.com/esp32gw/esp32gw/adapters/sim"
@@ -30,10 +31,11 @@ const shutdownBudget = 4 * time.Second
 // attached to it. build constructs it, run starts it and waits, shutdown
 // stops it in order.
 type runningGateway struct {
-	cfg   gateway.Config
-	log   *slog.Logger
-	state statedir.Dir
-	hub   *gateway.Hub
+	cfg     gateway.Config
+	log     *slog.Logger
+	state   statedir.Dir
+	hub     *gateway.Hub
+	history *history.Store // nil when the database could not be opened at all
 
 	// boards holds the transport of each device that has its own (sim,
 	// ws-dial, serial), by device id, each run under its own context so a
@@ -74,13 +76,19 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		cfg:    cfg,
 		log:    log,
 		state:  statedir.New(configPath, cfg.StateDir, log),
-		hub:    gateway.NewHub(gateway.Options{GatewayID: cfg.GatewayID, Logger: log}),
 		boards: map[string]*board{},
 	}
 	var err error
 	if g.token, g.tokenAt, err = g.state.Token(cfg.HTTP); err != nil {
 		return nil, err
 	}
+	g.history = openHistory(cfg.History, g.state, log)
+	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log,
+		LabelsPerDevice: cfg.Limits.LabelsPerDevice, ValueBytes: int(cfg.Limits.ValueBytes)}
+	if g.history != nil {
+		hubOpts.History = g.history
+	}
+	g.hub = gateway.NewHub(hubOpts)
 	var listenDevs []gateway.DeviceConfig
 	for _, d := range cfg.Devices {
 		if err := g.hub.AddDevice(deviceInfo(d)); err != nil {
@@ -92,13 +100,18 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 			listenDevs = append(listenDevs, d)
 		}
 	}
-	g.state.Restore(g.hub)
+	g.restore()
 	listener := wslisten.New(listenDevs, log)
 	if len(listenDevs) > 0 {
 		g.listener = listener
 	}
 
 	var metrics []web.MetricsWriter
+	var hist gateway.History
+	if g.history != nil {
+		hist = g.history
+		metrics = append(metrics, g.history)
+	}
 	if cfg.MQTT.Enabled {
 		g.bridge = mqttbridge.New(cfg.MQTT, g.hub, log)
 		metrics = append(metrics, g.bridge)
@@ -111,6 +124,9 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		Logger:         log,
 		Metrics:        metrics,
 		Version:        versionString(),
+		History:        hist,
+		ValueBytes:     int(cfg.Limits.ValueBytes),
+		MaxBrowsers:    cfg.Limits.Browsers,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/device/", listener) // without ws-listen devices it refuses every board
@@ -225,6 +241,14 @@ func (g *runningGateway) shutdown(budget time.Duration) {
 	}
 	g.state.Save(g.hub)
 	g.hub.Close() // browsers get a close frame (1001)
+	if g.history != nil {
+		// The links' offline statuses and the last readings reach the disk.
+		waitOrDeadline(deadline, func() {
+			if err := g.history.Close(); err != nil {
+				g.log.Error("history: close", "err", err)
+			}
+		}, g.log, "history database")
+	}
 	waitOrDeadline(deadline, g.web.Wait, g.log, "browser connections")
 	if err := g.http.Shutdown(deadline); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		g.http.Close()

@@ -41,6 +41,7 @@ type cli struct {
 	configPath string
 	logLevel   string
 	getenv     func(string) string // the environment (NOTIFY_SOCKET and the like)
+	args       []string            // the subcommand's positional arguments (its nargs)
 	stdout     io.Writer
 	stderr     io.Writer
 }
@@ -51,6 +52,8 @@ type subcommand struct {
 	name string
 	args string // shown after the name in the usage text
 	help string
+	// nargs is how many positional arguments follow the flags.
+	nargs int
 	// flags defines the subcommand's own flags on fs (beyond -config and
 	// -log-level) and returns the function that runs it once they are
 	// parsed. Own flags go after the subcommand's name.
@@ -69,6 +72,7 @@ func subcommands() []subcommand {
 		{name: "run", args: "[-config FILE] [-log-level LEVEL]", help: "run the gateway", flags: noFlags(runGateway)},
 		{name: "check", args: "[-config FILE]", help: "validate the config and exit", flags: noFlags(checkConfig)},
 		{name: "ports", help: "list serial ports and their USB identity", flags: noFlags(listPorts)},
+		{name: "backup", args: "[-config FILE] BACKUP.db", help: "copy the history database (safe while running)", nargs: 1, flags: noFlags(backupHistory)},
 		{name: "version", help: "print the version", flags: noFlags(printVersion)},
 	}
 }
@@ -132,9 +136,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		rest = fs.Args()
 	}
-	if len(rest) > 0 {
-		return fmt.Errorf("unexpected argument %q (see esp32gw -h)", rest[0])
+	if len(rest) > sub.nargs {
+		return fmt.Errorf("unexpected argument %q (see esp32gw -h)", rest[sub.nargs])
 	}
+	c.args = rest
 	return runSub(ctx, c)
 }
 

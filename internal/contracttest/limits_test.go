@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // frameOfSize is a valid board frame {"label":"big","value":"xxx…"} of exactly n bytes.
@@ -32,16 +33,16 @@ func TestLimits(t *testing.T) {
 
 	t.Run("board frame of 64 KiB accepted, over 64 KiB closed with 1009 and a reason", func(t *testing.T) {
 		_, br := browser(t, g, "/ws")
-		br.nextMsg(t, 5*time.Second)
+		br.NextMsg(t, 5*time.Second)
 		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
 		waitOnline(t, g, "lim", true, 5*time.Second)
 		b.send(t, frameOfSize(64*1024))
-		ev := br.waitFor(t, 5*time.Second, "the 64 KiB event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" })
+		ev := br.WaitFor(t, 5*time.Second, "the 64 KiB event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" })
 		if len(str(ev, "value")) != 64*1024-len(`{"label":"big","value":""}`) {
 			t.Errorf("64 KiB frame's value has %d bytes", len(str(ev, "value")))
 		}
 		b.send(t, frameOfSize(64*1024+1))
-		err, ok := b.r.closed(5 * time.Second)
+		err, ok := b.r.Closed(5 * time.Second)
 		if !ok {
 			t.Fatalf("a board frame of 64 KiB + 1 did not close the link")
 		}
@@ -49,7 +50,7 @@ func TestLimits(t *testing.T) {
 		if code != websocket.CloseMessageTooBig || reason == "" {
 			t.Errorf("over-limit board frame: close %d %q (%v), want 1009 with a reason", code, reason, err)
 		}
-		st := br.waitFor(t, 5*time.Second, "status lim offline", func(m msg) bool {
+		st := br.WaitFor(t, 5*time.Second, "status lim offline", func(m msg) bool {
 			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == false
 		})
 		if str(st, "reason") == "" {
@@ -59,9 +60,9 @@ func TestLimits(t *testing.T) {
 
 	t.Run("binary and malformed board frames ignored, the link stays", func(t *testing.T) {
 		_, br := browser(t, g, "/ws")
-		br.nextMsg(t, 5*time.Second)
+		br.NextMsg(t, 5*time.Second)
 		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
-		br.waitFor(t, 5*time.Second, "status lim online", func(m msg) bool {
+		br.WaitFor(t, 5*time.Second, "status lim online", func(m msg) bool {
 			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == true
 		})
 		b.wmu.Lock()
@@ -71,7 +72,7 @@ func TestLimits(t *testing.T) {
 			b.send(t, f)
 		}
 		b.send(t, `{"label":"ok","value":1}`)
-		m := br.waitFor(t, 5*time.Second, "an event or status of lim", func(m msg) bool {
+		m := br.WaitFor(t, 5*time.Second, "an event or status of lim", func(m msg) bool {
 			return str(m, "device") == "lim"
 		})
 		if !isEvent(m) || str(m, "label") != "ok" {
@@ -86,16 +87,16 @@ func TestLimits(t *testing.T) {
 
 	t.Run("browser message of 16 KiB is read, over 16 KiB closed with 1009", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		pre := `{"type":"command","id":"big","device":"nosuch","label":"`
 		post := `","value":"x"}`
 		ok16 := pre + strings.Repeat("l", 16*1024-len(pre)-len(post)) + post
 		c.WriteMessage(websocket.TextMessage, []byte(ok16))
-		if a := r.waitFor(t, 2*time.Second, "answer big", func(m msg) bool { return str(m, "id") == "big" }); str(a, "type") != "error" {
+		if a := r.WaitFor(t, 2*time.Second, "answer big", func(m msg) bool { return str(m, "id") == "big" }); str(a, "type") != "error" {
 			t.Errorf("16 KiB command: %v", a)
 		}
 		c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat(" ", 16*1024+1)))
-		err, closed := r.closed(5 * time.Second)
+		err, closed := r.Closed(5 * time.Second)
 		if !closed {
 			t.Fatal("browser message of 16 KiB + 1 did not close the socket")
 		}
@@ -119,7 +120,7 @@ func TestLimits(t *testing.T) {
 		}
 		defer slow.Close()
 		_, fast := browser(t, g, "/ws")
-		snap := fast.nextMsg(t, 5*time.Second)
+		snap := fast.NextMsg(t, 5*time.Second)
 		start := seqOf(snap)
 
 		b := dialBoard(t, g, "spam", "spam-token-0123456789", true)
@@ -147,7 +148,7 @@ func TestLimits(t *testing.T) {
 		// The fast browser gets every event, in order, and stays open.
 		s := start
 		for s < start+frames*per {
-			m := fast.waitFor(t, 20*time.Second, "event", isEvent)
+			m := fast.WaitFor(t, 20*time.Second, "event", isEvent)
 			if seqOf(m) != s+1 {
 				t.Fatalf("fast browser: seq %d after %d", seqOf(m), s)
 			}
@@ -157,39 +158,25 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("the board was slowed or cut off: %v", err)
 		}
 		// Now read the slow one: after what was buffered, a close 1008/1013.
-		sr := newReader(slow)
-		n := 0
+		sr := testutil.NewWSReader(slow)
 		readStart := time.Now()
-		deadline := time.After(15 * time.Second)
-	loop:
-		for {
-			select {
-			case <-sr.frames:
-				n++
-			case <-sr.done:
-				break loop
-			case <-deadline:
-				logs := g.Logs()
-				var rel []string
-				for _, l := range strings.Split(logs, "\n") {
-					if strings.Contains(l, "browser") || strings.Contains(l, "slow") || strings.Contains(l, "1013") || strings.Contains(l, "1008") {
-						rel = append(rel, l)
-					}
+		n, srErr, ended := sr.Drain(15 * time.Second)
+		if !ended {
+			var rel []string
+			for _, l := range strings.Split(g.Logs(), "\n") {
+				if strings.Contains(l, "browser") || strings.Contains(l, "slow") || strings.Contains(l, "1013") || strings.Contains(l, "1008") {
+					rel = append(rel, l)
 				}
-				t.Fatalf("the slow browser was neither closed nor served within 15 s of reading again (%d frames read; %d events sent); gateway log:\n%s\nALL:\n%s", n, frames*per, tail(rel), logs)
 			}
+			t.Fatalf("the slow browser was neither closed nor served within 15 s of reading again (%d frames read; %d events sent); gateway log lines about browsers:\n%s", n, frames*per, strings.Join(rel, "\n"))
 		}
-		for len(sr.frames) > 0 {
-			<-sr.frames
-			n++
-		}
-		code, _ := closeCode(sr.err)
+		code, _ := closeCode(srErr)
 		if code != websocket.ClosePolicyViolation && code != websocket.CloseTryAgainLater {
-			t.Errorf("slow browser ended with %v after %d frames, want a close frame 1008 or 1013", sr.err, n)
+			t.Errorf("slow browser ended with %v after %d frames, want a close frame 1008 or 1013", srErr, n)
 		}
 		if n > frames*per {
 			t.Errorf("slow browser got %d frames", n)
 		}
-		t.Logf("slow browser read %d frames before the close (%v) %v after reading again", n, sr.err, time.Since(readStart))
+		t.Logf("slow browser read %d frames before the close (%v) %v after reading again", n, srErr, time.Since(readStart))
 	})
 }

@@ -3,7 +3,9 @@
 //   - token: the browser token generated on first start (mode 0600);
 //   - seq: the newest sequence number and whether the last run ended
 //     cleanly, written every SeqSaveEvery while running;
-//   - history.json: every label's recent values, written on a clean shutdown.
+//   - history.db: the history database (adapters/history owns its content);
+//   - history.json: what versions before the history database kept; it is
+//     taken into the database once and renamed history.json.imported.
 //
 // After a crash the next run starts SeqCrashGap past the last saved seq, so a
 // browser resuming with ?since= from before the crash is never handed new
@@ -36,9 +38,10 @@ const (
 
 // File names inside the state directory.
 const (
-	tokenFile   = "token"
-	seqFile     = "seq"
-	historyFile = "history.json"
+	tokenFile     = "token"
+	seqFile       = "seq"
+	historyDB     = "history.db"
+	legacyHistory = "history.json" // before the history database: taken in once
 )
 
 // Dir is a gateway's state directory. Its zero value is not usable; see New.
@@ -95,34 +98,69 @@ func (d Dir) Token(h gateway.HTTPConfig) (token, source string, err error) {
 	return token, path, nil
 }
 
-// Restore loads what the last run left, if anything, into hub. Call it
-// after the devices are added and before transports start.
-func (d Dir) Restore(hub *gateway.Hub) {
-	var floor uint64
-	if b, err := os.ReadFile(filepath.Join(d.path, seqFile)); err == nil {
-		fields := strings.Fields(string(b))
-		if len(fields) == 2 {
-			if n, err := strconv.ParseUint(fields[0], 10, 63); err == nil {
-				floor = n
-				if fields[1] != "clean" {
-					floor += SeqCrashGap
+// SeqFloor is the seq the next run must start past: the last saved seq,
+// plus SeqCrashGap when the last run did not end cleanly. 0 on a first start.
+func (d Dir) SeqFloor() uint64 {
+	b, err := os.ReadFile(filepath.Join(d.path, seqFile))
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) != 2 {
+		return 0
+	}
+	n, err := strconv.ParseUint(fields[0], 10, 63)
+	if err != nil {
+		return 0
+	}
+	if fields[1] != "clean" {
+		n += SeqCrashGap
+	}
+	return n
+}
+
+// HistoryDB is the path of the history database.
+func (d Dir) HistoryDB() string { return filepath.Join(d.path, historyDB) }
+
+// TakeLegacyHistory returns the label histories an older version kept in
+// history.json (each label's last 600 points, written on clean shutdowns),
+// for the history database to take in once, and renames the file to
+// history.json.imported so it is not taken twice. A damaged file is kept
+// aside the same way and yields nothing.
+func (d Dir) TakeLegacyHistory() []gateway.Record {
+	path := filepath.Join(d.path, legacyHistory)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			d.log.Warn("history.json not imported", "err", err)
+		}
+		return nil
+	}
+	var saved struct {
+		Devices map[string]map[string][]struct {
+			Value json.RawMessage `json:"value"`
+			TS    time.Time       `json:"ts"`
+			Seq   uint64          `json:"seq"`
+		} `json:"devices"`
+	}
+	var recs []gateway.Record
+	if err := json.Unmarshal(b, &saved); err != nil {
+		d.log.Warn("history.json is damaged: not imported", "err", err)
+	} else {
+		for dev, labels := range saved.Devices {
+			for label, pts := range labels {
+				for _, p := range pts {
+					if len(p.Value) > 0 && json.Valid(p.Value) && !p.TS.IsZero() {
+						recs = append(recs, gateway.Record{Device: dev, Label: label, TS: p.TS, Value: p.Value, Seq: p.Seq})
+					}
 				}
 			}
 		}
 	}
-	var saved gateway.SavedState
-	b, err := os.ReadFile(filepath.Join(d.path, historyFile))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-	case err != nil:
-		d.log.Warn("history not restored", "err", err)
-	default:
-		if err := json.Unmarshal(b, &saved); err != nil {
-			d.log.Warn("history not restored: history.json is damaged; it will be rewritten on shutdown", "err", err)
-			saved = gateway.SavedState{}
-		}
+	if err := os.Rename(path, path+".imported"); err != nil {
+		d.log.Warn("history.json: cannot rename it after import", "err", err)
 	}
-	hub.RestoreState(saved, floor)
+	return recs
 }
 
 // Run saves hub's seq every SeqSaveEvery until ctx ends.
@@ -145,18 +183,10 @@ func (d Dir) Run(ctx context.Context, hub *gateway.Hub) {
 	}
 }
 
-// Save writes the history and the final seq, marked clean; call it after
-// the transports have stopped.
+// Save writes the final seq, marked clean; call it after the transports
+// have stopped.
 func (d Dir) Save(hub *gateway.Hub) {
-	st := hub.SaveState()
-	b, err := json.Marshal(st)
-	if err == nil {
-		err = writeFileAtomic(filepath.Join(d.path, historyFile), b)
-	}
-	if err != nil {
-		d.log.Warn("history not saved", "err", err)
-	}
-	if err := d.writeSeq(st.Seq, "clean"); err != nil {
+	if err := d.writeSeq(hub.Seq(), "clean"); err != nil {
 		d.log.Warn("save seq", "err", err)
 	}
 }

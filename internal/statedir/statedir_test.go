@@ -35,38 +35,62 @@ func TestTokenGeneratedOnceAndKept(t *testing.T) {
 	}
 }
 
-func TestSaveRestoreAndCrashGap(t *testing.T) {
+func TestSeqFloorAndCrashGap(t *testing.T) {
 	d := New("config.yaml", t.TempDir(), nil)
-	hub := func() *gateway.Hub {
-		h := gateway.NewHub(gateway.Options{GatewayID: "gw"})
-		if err := h.AddDevice(gateway.DeviceInfo{ID: "demo"}); err != nil {
-			t.Fatal(err)
-		}
-		return h
+	if f := d.SeqFloor(); f != 0 {
+		t.Errorf("first start: floor %d, want 0", f)
 	}
-	h := hub()
+	h := gateway.NewHub(gateway.Options{GatewayID: "gw"})
+	if err := h.AddDevice(gateway.DeviceInfo{ID: "demo"}); err != nil {
+		t.Fatal(err)
+	}
 	link, err := h.Attach("demo", func(context.Context, gateway.Command) error { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
 	link.Publish(gateway.Reading{Label: "temp", Value: json.RawMessage("21.5")})
 	d.Save(h)
-
-	h2 := hub()
-	d.Restore(h2)
-	if h2.Seq() != 1 {
-		t.Errorf("after a clean shutdown seq %d, want 1", h2.Seq())
+	if f := d.SeqFloor(); f != 1 {
+		t.Errorf("after a clean shutdown floor %d, want 1", f)
 	}
-	if pts, _ := h2.History("demo", "temp"); len(pts["temp"]) != 1 {
-		t.Errorf("history not restored: %v", pts)
-	}
-
 	if err := d.writeSeq(7, "running"); err != nil { // as a crashed run leaves it
 		t.Fatal(err)
 	}
-	h3 := hub()
-	d.Restore(h3)
-	if h3.Seq() != 7+SeqCrashGap {
-		t.Errorf("after a crash seq %d, want %d", h3.Seq(), 7+SeqCrashGap)
+	if f := d.SeqFloor(); f != 7+SeqCrashGap {
+		t.Errorf("after a crash floor %d, want %d", f, 7+SeqCrashGap)
+	}
+	os.WriteFile(filepath.Join(d.Path(), "seq"), []byte("garbage"), 0o600)
+	if f := d.SeqFloor(); f != 0 {
+		t.Errorf("damaged seq file: floor %d, want 0", f)
+	}
+}
+
+func TestTakeLegacyHistory(t *testing.T) {
+	d := New("config.yaml", t.TempDir(), nil)
+	if recs := d.TakeLegacyHistory(); recs != nil {
+		t.Fatalf("no file: %v", recs)
+	}
+	legacy := `{"seq":3,"devices":{"demo":{"temp":[{"value":21.5,"ts":"2026-11-30T10:00:00.000Z","seq":1},{"value":21.6,"ts":"2026-11-30T10:00:01.000Z","seq":3}]}}}`
+	path := filepath.Join(d.Path(), "history.json")
+	if err := os.WriteFile(path, []byte(legacy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recs := d.TakeLegacyHistory()
+	if len(recs) != 2 || recs[1].Device != "demo" || recs[1].Label != "temp" || string(recs[1].Value) != "21.6" || recs[1].Seq != 3 {
+		t.Fatalf("records %+v", recs)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Error("history.json still there: it would be imported again")
+	}
+	if _, err := os.Stat(path + ".imported"); err != nil {
+		t.Errorf("history.json.imported: %v", err)
+	}
+	// A damaged file yields nothing and is kept aside.
+	os.WriteFile(path, []byte("{not json"), 0o600)
+	if recs := d.TakeLegacyHistory(); len(recs) != 0 {
+		t.Errorf("damaged file gave %v", recs)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Error("damaged history.json not moved aside")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
 	"github.com/esp32gw/esp32gw/internal/boardtest"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const dev = "bench"
@@ -108,7 +109,7 @@ func (f *fixture) readBoard() (frames chan string, end chan error) {
 }
 
 func TestFramesReachSubscribersAndBadFramesKeepTheLink(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	f := start(t, boardlink.Options{})
 	boardtest.Next(t, f.sub, 2*time.Second, "online status", boardtest.Status(dev, true))
 
@@ -182,7 +183,7 @@ func TestCommandsAreWrittenInTheDeviceFormat(t *testing.T) {
 }
 
 func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	f := start(t, boardlink.Options{})
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
 	_, end := f.readBoard()
@@ -215,7 +216,7 @@ func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
 }
 
 func TestSilentBoardGoesOfflineAndCommandsFailFast(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	const ping, silence = 50 * time.Millisecond, 300 * time.Millisecond
 	f := start(t, boardlink.Options{PingPeriod: ping, SilenceTimeout: silence})
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
