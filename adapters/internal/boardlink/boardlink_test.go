@@ -188,9 +188,10 @@ func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
 	_, end := f.readBoard()
 
-	// Exactly the limit is fine.
-	pad := boardlink.MaxFrame - len(`{"label":"big","value":""}`)
-	exact := `{"label":"big","value":"` + strings.Repeat("x", pad) + `"}`
+	// Exactly the limit is fine (padded with JSON white space: the value
+	// itself must stay within the hub's limits.value_bytes).
+	pad := boardlink.MaxFrame - len(`{"label":"big","value":"x"}`)
+	exact := `{"label":"big","value":"x"` + strings.Repeat(" ", pad) + `}`
 	f.send(t, websocket.TextMessage, []byte(exact))
 	boardtest.Next(t, f.sub, 2*time.Second, "64 KiB frame", boardtest.Event(dev, "big", nil))
 
