@@ -5,66 +5,26 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
-// browserFrame is any server → browser message on /ws (DESIGN.md, "Browser
-// protocol").
-type browserFrame struct {
-	Type   string          `json:"type"`
-	Device string          `json:"device"`
-	Label  string          `json:"label"`
-	Value  json.RawMessage `json:"value"`
-	ID     string          `json:"id"`
-	Error  string          `json:"error"`
-	Online bool            `json:"online"`
-}
-
-// browser reads a gateway /ws connection for the test.
-type browser struct {
-	t *testing.T
-	c *websocket.Conn
-}
-
-// waitAll reads frames until every matcher has matched one (in any order,
-// since a board's answer may overtake the gateway's ack) or 10 s pass.
-func (b *browser) waitAll(what string, matchers ...func(browserFrame) bool) {
-	b.t.Helper()
-	done := make([]bool, len(matchers))
-	left := len(matchers)
-	_ = b.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for left > 0 {
-		var f browserFrame
-		if err := b.c.ReadJSON(&f); err != nil {
-			b.t.Fatalf("waiting for %s: %v", what, err)
-		}
-		if f.Type == "error" {
-			b.t.Fatalf("waiting for %s: gateway error %q (id %s)", what, f.Error, f.ID)
-		}
-		for i, m := range matchers {
-			if !done[i] && m(f) {
-				done[i] = true
-				left--
-			}
-		}
+// event matches a /ws event frame; value, when not empty, is the value's JSON.
+func event(device, label, value string) func(testutil.Msg) bool {
+	return func(m testutil.Msg) bool {
+		v, _ := json.Marshal(m["value"])
+		return m["type"] == "event" && m["device"] == device && m["label"] == label &&
+			(value == "" || string(v) == value)
 	}
 }
 
-func event(device, label, value string) func(browserFrame) bool {
-	return func(f browserFrame) bool {
-		return f.Type == "event" && f.Device == device && f.Label == label &&
-			(value == "" || string(f.Value) == value)
-	}
-}
-
-func ack(id string) func(browserFrame) bool {
-	return func(f browserFrame) bool { return f.Type == "ack" && f.ID == id }
+// ack matches the ack of command id; its error would fail the wait with the
+// frame shown.
+func ack(id string) func(testutil.Msg) bool {
+	return func(m testutil.Msg) bool { return m["type"] == "ack" && m["id"] == id }
 }
 
 // TestGatewayWithNativeBoards runs the real esp32gw binary on loopback with
@@ -112,34 +72,29 @@ devices:
 		"--token", "garage-board-token", "--id", "garage", "--interval-ms", "200",
 		"--duration-s", "120", "--backoff-min-ms", "100", "--backoff-max-ms", "1000")
 
-	b := &browser{t: t, c: gw.Dial("/ws")}
+	c := gw.Dial("/ws")
+	b := testutil.NewWSReader(c)
 	seq := 0
 	roundTrip := func(t *testing.T, device string) {
-		b.t = t
 		// Values arrive: the counter ticks (hello and the first LED state
 		// may have gone by while an earlier subtest was reading).
-		b.waitAll(device+" values", event(device, "count", ""))
-		b.waitAll(device+" values", event(device, "count", ""))
+		b.WaitAll(t, 10*time.Second, device+" values", event(device, "count", ""))
+		b.WaitAll(t, 10*time.Second, device+" values", event(device, "count", ""))
 		for _, want := range []string{`"LED ON"`, `"LED OFF"`} {
 			seq++
 			id := fmt.Sprintf("c%d", seq)
 			cmd := map[string]string{"type": "command", "id": id, "device": device,
 				"label": "led", "value": "toggle"}
-			if err := b.c.WriteJSON(cmd); err != nil {
+			if err := c.WriteJSON(cmd); err != nil {
 				t.Fatal(err)
 			}
-			b.waitAll(device+" toggle to "+want, ack(id), event(device, "ledStatus", want))
+			b.WaitAll(t, 10*time.Second, device+" toggle to "+want, ack(id), event(device, "ledStatus", want))
 		}
 	}
 
 	t.Run("ws-listen", func(t *testing.T) { roundTrip(t, "garage") })
 	t.Run("ws-dial", func(t *testing.T) { roundTrip(t, "kitchen") })
-	t.Run("serial", func(t *testing.T) {
-		if strings.Contains(gw.Logs(), "serialport: not implemented yet") {
-			t.Skip("the gateway's serial transport is still a placeholder (issue 4)")
-		}
-		roundTrip(t, "bench")
-	})
+	t.Run("serial", func(t *testing.T) { roundTrip(t, "bench") })
 
 	if err, took := gw.Stop(); err != nil || took > 5*time.Second {
 		t.Errorf("gateway stop: %v after %v (want exit 0 within 5 s)\n%s", err, took, gw.Logs())

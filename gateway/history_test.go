@@ -141,3 +141,23 @@ func TestRestoreLast(t *testing.T) {
 		t.Errorf("resume from before the restart: %v %v", first, err)
 	}
 }
+
+func TestLimitsPerDevice(t *testing.T) {
+	h := newTestHub(t, Options{LabelsPerDevice: 2, ValueBytes: 8}, DeviceInfo{ID: "a"})
+	l := mustAttach(t, h, "a", nil)
+	l.Publish(
+		Reading{Label: "one", Value: json.RawMessage(`1`)},
+		Reading{Label: "long", Value: json.RawMessage(`"123456789"`)}, // 11 bytes > 8
+		Reading{Label: "two", Value: json.RawMessage(`2`)},
+		Reading{Label: "three", Value: json.RawMessage(`3`)},       // a third label
+		Reading{Label: "one", Value: json.RawMessage(`"1234567"`)}, // 9 bytes > 8
+		Reading{Label: "one", Value: json.RawMessage(`"123456"`)},  // 8 bytes: fits
+	)
+	st, _ := h.DeviceState("a")
+	if len(st.Labels) != 2 || string(st.Labels["one"].Value) != `"123456"` || st.Labels["two"].Value == nil {
+		t.Errorf("labels %v", st.Labels)
+	}
+	if n := h.Counters().DroppedReadings.Load(); n != 3 {
+		t.Errorf("dropped %d, want 3", n)
+	}
+}

@@ -26,8 +26,13 @@ const (
 	// promises at least 1000.
 	DefaultHistoryLen = 1000
 	// MaxLabelsPerDevice stops a board that invents a new key every frame from
-	// growing the hub without bound; further labels are dropped and counted.
+	// growing the hub without bound; further labels are dropped and counted
+	// (the default of limits.labels_per_device).
 	MaxLabelsPerDevice = 256
+	// DefaultValueBytes bounds a reading's JSON value (the default of
+	// limits.value_bytes): with MaxLabelsPerDevice it bounds the memory of
+	// a device's last values.
+	DefaultValueBytes = 4096
 	// RecentLogLines is how many console lines per device a console that
 	// opens late is shown first.
 	RecentLogLines = 50
@@ -48,19 +53,26 @@ type Options struct {
 	// History records every accepted reading, backfill and status change;
 	// nil records nothing.
 	History History
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// LabelsPerDevice and ValueBytes bound what one device can make the hub
+	// hold (limits.labels_per_device, limits.value_bytes); readings beyond
+	// them are dropped and counted. Zero: MaxLabelsPerDevice, DefaultValueBytes.
+	LabelsPerDevice int
+	ValueBytes      int
+	Logger          *slog.Logger
+	Now             func() time.Time
 }
 
 // Hub owns every device's state, assigns sequence numbers, keeps history,
 // fans messages out to subscribers and routes commands to board links.
 // All methods are safe for concurrent use; none blocks on a subscriber.
 type Hub struct {
-	gatewayID string
-	history   History
-	log       *slog.Logger
-	now       func() time.Time
-	counters  Counters
+	gatewayID  string
+	history    History
+	maxLabels  int
+	valueBytes int
+	log        *slog.Logger
+	now        func() time.Time
+	counters   Counters
 
 	mu      sync.Mutex
 	seq     uint64
@@ -127,16 +139,24 @@ func (p Point) MarshalJSON() ([]byte, error) {
 // NewHub returns an empty hub; add devices with AddDevice.
 func NewHub(o Options) *Hub {
 	h := &Hub{
-		gatewayID: o.GatewayID,
-		replay:    replayRing{size: o.HistoryLen},
-		history:   o.History,
-		log:       o.Logger,
-		now:       o.Now,
-		devices:   map[string]*device{},
-		subs:      map[*Subscription]struct{}{},
+		gatewayID:  o.GatewayID,
+		replay:     replayRing{size: o.HistoryLen},
+		history:    o.History,
+		maxLabels:  o.LabelsPerDevice,
+		valueBytes: o.ValueBytes,
+		log:        o.Logger,
+		now:        o.Now,
+		devices:    map[string]*device{},
+		subs:       map[*Subscription]struct{}{},
 	}
 	if h.replay.size < DefaultHistoryLen {
 		h.replay.size = DefaultHistoryLen
+	}
+	if h.maxLabels <= 0 {
+		h.maxLabels = MaxLabelsPerDevice
+	}
+	if h.valueBytes <= 0 {
+		h.valueBytes = DefaultValueBytes
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -157,8 +177,20 @@ func (h *Hub) Counters() *Counters { return &h.counters }
 // an id that exists updates its description (remote devices re-announce
 // themselves) and tells subscribers with a fresh snapshot.
 func (h *Hub) AddDevice(info DeviceInfo) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	changed, err := h.addDeviceLocked(info)
+	if changed {
+		h.devicesChangedLocked()
+	}
+	return err
+}
+
+// addDeviceLocked is AddDevice without telling subscribers; it reports
+// whether anything changed.
+func (h *Hub) addDeviceLocked(info DeviceInfo) (changed bool, err error) {
 	if !ValidID(info.ID) {
-		return fmt.Errorf("add device %q: id must match [a-z0-9_-]+", info.ID)
+		return false, fmt.Errorf("add device %q: id must match [a-z0-9_-]+", info.ID)
 	}
 	if info.Name == "" {
 		info.Name = info.ID
@@ -167,15 +199,13 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 		info.Gateway = h.gatewayID
 	}
 	info.Commands = append([]string(nil), info.Commands...)
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	d, ok := h.devices[info.ID]
 	if ok {
 		if d.info.Remote != info.Remote {
-			return fmt.Errorf("add device %q: a %s device with that id exists", info.ID, map[bool]string{true: "remote", false: "local"}[d.info.Remote])
+			return false, fmt.Errorf("add device %q: a %s device with that id exists", info.ID, map[bool]string{true: "remote", false: "local"}[d.info.Remote])
 		}
 		if sameInfo(d.info, info) {
-			return nil // a remote gateway re-announcing: nothing changed, nothing to tell
+			return false, nil // a remote gateway re-announcing: nothing changed, nothing to tell
 		}
 	} else {
 		d = &device{labels: map[string]*labelState{}, commands: NewTokenBucket(CommandRate, CommandBurst), reason: "not connected yet"}
@@ -187,8 +217,7 @@ func (h *Hub) AddDevice(info DeviceInfo) error {
 	for _, c := range info.Commands {
 		d.allowed[c] = true
 	}
-	h.devicesChangedLocked()
-	return nil
+	return true, nil
 }
 
 // devicesChangedLocked tells subscribers about a change to the set of
@@ -213,9 +242,17 @@ func sameInfo(a, b DeviceInfo) bool {
 func (h *Hub) RemoveDevice(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.removeDeviceLocked(id) {
+		h.devicesChangedLocked()
+	}
+}
+
+// removeDeviceLocked is RemoveDevice without telling subscribers; it
+// reports whether the device existed.
+func (h *Hub) removeDeviceLocked(id string) bool {
 	d, ok := h.devices[id]
 	if !ok {
-		return
+		return false
 	}
 	if d.link != nil {
 		d.link.dead.Store(true)
@@ -227,7 +264,7 @@ func (h *Hub) RemoveDevice(id string) {
 			break
 		}
 	}
-	h.devicesChangedLocked()
+	return true
 }
 
 // Device returns a device's description.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 func TestSeqRisesByOnePerAcceptedReading(t *testing.T) {
@@ -467,7 +469,7 @@ func TestSlowConsumerIsDropped(t *testing.T) {
 }
 
 func TestCloseEndsSubscriptions(t *testing.T) {
-	base := runtime.NumGoroutine()
+	testutil.CheckGoroutines(t)
 	h := newTestHub(t, Options{}, DeviceInfo{ID: "a"})
 	l := mustAttach(t, h, "a", nil)
 	var wg sync.WaitGroup
@@ -503,20 +505,6 @@ func TestCloseEndsSubscriptions(t *testing.T) {
 		t.Errorf("Subscribers() = %d after Close", h.Subscribers())
 	}
 	l.Publish(r("x", "2")) // must not panic or block
-	waitGoroutines(t, base)
-}
-
-// waitGoroutines polls until the goroutine count is back to base.
-func waitGoroutines(t *testing.T, base int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines, want %d:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
-		}
-		runtime.Gosched()
-	}
 }
 
 func TestLabelValidation(t *testing.T) {

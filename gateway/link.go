@@ -142,9 +142,14 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 			h.log.Debug("reading dropped", "device", l.id, "label", Truncate(r.Label, 40), "err", err)
 			continue
 		}
+		if len(r.Value) > h.valueBytes {
+			h.counters.DroppedReadings.Add(1)
+			h.log.Debug("reading dropped: value too long", "device", l.id, "label", Truncate(r.Label, 40), "bytes", len(r.Value), "limit", h.valueBytes)
+			continue
+		}
 		ls, ok := d.labels[r.Label]
 		if !ok {
-			if len(d.labels) >= MaxLabelsPerDevice {
+			if len(d.labels) >= h.maxLabels {
 				h.counters.DroppedReadings.Add(1)
 				h.log.Debug("reading dropped: too many labels", "device", l.id, "label", r.Label)
 				continue

@@ -37,7 +37,7 @@ func (h *Hub) RestoreLast(last map[string]map[string]Record, seqFloor uint64) {
 			}
 			ls, exists := d.labels[name]
 			if !exists {
-				if len(d.labels) >= MaxLabelsPerDevice {
+				if len(d.labels) >= h.maxLabels {
 					continue
 				}
 				ls = &labelState{}

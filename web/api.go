@@ -68,11 +68,9 @@ func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	label := r.URL.Query().Get("label")
 	if r.URL.Query().Has("from") || r.URL.Query().Has("to") || r.URL.Query().Has("max_points") {
-		if _, ok := s.hub.Device(id); !ok {
-			writeError(w, http.StatusNotFound, "unknown device "+id)
-			return
+		if s.knownDevice(w, id) {
+			s.rangedHistory(w, r, id, label)
 		}
-		s.rangedHistory(w, r, id, label)
 		return
 	}
 	s.recentHistory(w, r, id, label)

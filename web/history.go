@@ -84,6 +84,16 @@ func timeRange(r *http.Request, now time.Time, defFrom time.Time) (from, to time
 	return from, to, nil
 }
 
+// knownDevice answers 404 and reports false for a device the gateway does
+// not know.
+func (s *Server) knownDevice(w http.ResponseWriter, id string) bool {
+	if _, ok := s.hub.Device(id); !ok {
+		writeError(w, http.StatusNotFound, "unknown device "+id)
+		return false
+	}
+	return true
+}
+
 func (s *Server) historyOff(w http.ResponseWriter) bool {
 	if s.history == nil {
 		writeError(w, http.StatusServiceUnavailable, "history is not available on this gateway")
@@ -102,8 +112,7 @@ type recentPoint struct {
 // label's (or every label's) most recent raw points, at most
 // gateway.RecentPoints each, oldest first.
 func (s *Server) recentHistory(w http.ResponseWriter, r *http.Request, id, label string) {
-	if _, ok := s.hub.Device(id); !ok {
-		writeError(w, http.StatusNotFound, "unknown device "+id)
+	if !s.knownDevice(w, id) {
 		return
 	}
 	labels := []string{label}
@@ -208,11 +217,7 @@ func encodeHistoryPoint(resolution string, p gateway.HistoryPoint) json.RawMessa
 // handleAvailability answers GET /api/devices/{id}/availability.
 func (s *Server) handleAvailability(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, ok := s.hub.Device(id); !ok {
-		writeError(w, http.StatusNotFound, "unknown device "+id)
-		return
-	}
-	if s.historyOff(w) {
+	if !s.knownDevice(w, id) || s.historyOff(w) {
 		return
 	}
 	now := time.Now()
@@ -315,11 +320,7 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 // stored. Over MaxImportBytes: 413 and nothing is stored.
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, ok := s.hub.Device(id); !ok {
-		writeError(w, http.StatusNotFound, "unknown device "+id)
-		return
-	}
-	if s.historyOff(w) {
+	if !s.knownDevice(w, id) || s.historyOff(w) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, gateway.MaxImportBytes))

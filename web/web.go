@@ -41,6 +41,9 @@ type Options struct {
 	History gateway.History
 	// ValueBytes bounds an imported value's JSON (limits.value_bytes); 0: no bound.
 	ValueBytes int
+	// MaxBrowsers bounds open /ws and compatibility sockets together
+	// (limits.browsers); beyond it upgrades answer 503. 0: 2000.
+	MaxBrowsers int
 }
 
 // Server is the browser-facing side of the gateway. It is an http.Handler.
@@ -53,9 +56,10 @@ type Server struct {
 	version string
 	history gateway.History
 	// valueBytes bounds imported values (limits.value_bytes).
-	valueBytes int
-	mux        *http.ServeMux
-	static     fs.FS
+	valueBytes  int
+	maxBrowsers int64
+	mux         *http.ServeMux
+	static      fs.FS
 
 	conns    sync.WaitGroup // every WebSocket connection's goroutines
 	closing  sync.Mutex
@@ -67,19 +71,24 @@ type Server struct {
 // New builds the server and its routes.
 func New(o Options) *Server {
 	s := &Server{
-		hub:        o.Hub,
-		auth:       authenticator{mode: o.AuthMode, token: o.Token},
-		origins:    map[string]bool{},
-		log:        o.Logger,
-		metrics:    o.Metrics,
-		version:    o.Version,
-		history:    o.History,
-		valueBytes: o.ValueBytes,
-		mux:        http.NewServeMux(),
+		hub:         o.Hub,
+		auth:        authenticator{mode: o.AuthMode},
+		origins:     map[string]bool{},
+		log:         o.Logger,
+		metrics:     o.Metrics,
+		version:     o.Version,
+		history:     o.History,
+		valueBytes:  o.ValueBytes,
+		maxBrowsers: int64(o.MaxBrowsers),
+		mux:         http.NewServeMux(),
+	}
+	if s.maxBrowsers <= 0 {
+		s.maxBrowsers = maxBrowserConnsTotal
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.auth.token.Store(&o.Token)
 	for _, origin := range o.AllowedOrigins {
 		s.origins[normalizeOrigin(origin)] = true
 	}

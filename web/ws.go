@@ -28,7 +28,7 @@ const (
 	// (gateway.CommandRate after a burst of gateway.CommandBurst); at most
 	// 16 waiting for their boards at once.
 	maxPendingCommands   = 16
-	maxBrowserConnsTotal = 2000 // beyond this, new /ws upgrades get 503
+	maxBrowserConnsTotal = 2000 // default of limits.browsers: beyond it, new upgrades get 503
 )
 
 var upgrader = websocket.Upgrader{
@@ -55,7 +55,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, b
 		writeError(w, http.StatusUnauthorized, "missing or wrong token: use ?token=TOKEN, Authorization: Bearer TOKEN or log in at /")
 		return r, false
 	}
-	if s.browsers.Load() >= maxBrowserConnsTotal {
+	if s.browsers.Load() >= s.maxBrowsers {
 		writeError(w, http.StatusServiceUnavailable, "too many browser connections")
 		return r, false
 	}

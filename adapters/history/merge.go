@@ -76,13 +76,15 @@ func (s *Store) addQueuedLocked(v *view, ids []int64) {
 	}
 	grown := map[int64]bool{}
 	s.qmu.Lock()
-	for _, q := range s.queue {
-		ser := s.byKey[q.key]
-		if ser == nil || !want(ser.id) {
-			continue
+	for _, list := range [][]queued{s.inflight, s.queue} {
+		for _, q := range list {
+			ser := s.byKey[q.key]
+			if ser == nil || !want(ser.id) {
+				continue
+			}
+			v.hot[ser.id] = append(v.hot[ser.id], sample{ts: q.ts, v: q.v})
+			grown[ser.id] = true
 		}
-		v.hot[ser.id] = append(v.hot[ser.id], sample{ts: q.ts, v: q.v})
-		grown[ser.id] = true
 	}
 	s.qmu.Unlock()
 	for id := range grown {

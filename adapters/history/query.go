@@ -87,13 +87,16 @@ func (s *Store) lookup(ctx context.Context, device, label string) (id int64, num
 	return id, numeric, ok
 }
 
-// queued reports whether readings of key wait for the writer.
+// queued reports whether readings of key wait for the writer or are being
+// committed.
 func (s *Store) queued(key seriesKey) bool {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
-	for _, q := range s.queue {
-		if q.key == key {
-			return true
+	for _, list := range [][]queued{s.inflight, s.queue} {
+		for _, q := range list {
+			if q.key == key {
+				return true
+			}
 		}
 	}
 	return false

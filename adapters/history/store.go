@@ -117,7 +117,10 @@ type Store struct {
 	qmu        sync.Mutex
 	queue      []queued
 	queueBytes int
-	statuses   []statusRec
+	// inflight: readings the writer took from the queue and is committing;
+	// they stay visible to views until they are hot (cleared under mu).
+	inflight []queued
+	statuses []statusRec
 
 	wake     chan struct{}
 	calls    chan func(context.Context) // run on the writer goroutine

@@ -72,6 +72,7 @@ func (s *Store) commit(ctx context.Context, force bool) error {
 		s.qmu.Lock()
 		n := min(len(s.queue), commitMax)
 		items := slices.Clone(s.queue[:n])
+		s.inflight = items
 		clear(s.queue[:n])
 		s.queue = s.queue[n:]
 		bytes := 0
@@ -110,6 +111,7 @@ func (s *Store) commit(ctx context.Context, force bool) error {
 func (s *Store) requeue(items []queued, sts []statusRec) {
 	s.qmu.Lock()
 	defer s.qmu.Unlock()
+	s.inflight = nil
 	for _, it := range items {
 		s.queueBytes += len(it.v)
 	}
@@ -239,6 +241,11 @@ func (s *Store) writeBatch(ctx context.Context, items []queued, sts []statusRec)
 		s.addHotLocked(sec)
 	}
 	s.maxSeq = max(s.maxSeq, batchMax)
+	// Hot now: no longer in flight (under mu, so a view sees each reading
+	// in exactly one of the two).
+	s.qmu.Lock()
+	s.inflight = nil
+	s.qmu.Unlock()
 	s.mu.Unlock()
 	return nil
 }

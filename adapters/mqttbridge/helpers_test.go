@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -269,21 +268,7 @@ func startBroker(t *testing.T, o mosquittotest.Options) *mosquittotest.Broker {
 
 // checkNoLeak fails when goroutines started during the test are still
 // running shortly after it ended (every owner must have stopped its own).
-func checkNoLeak(t *testing.T) {
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines: %d at start, %d now\n%s", base, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
-}
+func checkNoLeak(t *testing.T) { testutil.CheckGoroutines(t) }
 
 func mustJSON(t *testing.T, s string) map[string]any {
 	t.Helper()

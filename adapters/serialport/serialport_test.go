@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -223,18 +222,17 @@ func (g *gw) kinds(k gateway.MessageKind) []*gateway.Message {
 // It registers first so it runs after every other cleanup.
 func checkLeaks(t *testing.T) {
 	t.Helper()
-	goroutines, fds := runtime.NumGoroutine(), countFDs()
+	testutil.CheckGoroutines(t)
+	fds := countFDs()
 	t.Cleanup(func() {
 		deadline := time.Now().Add(3 * time.Second)
 		for {
-			g, f := runtime.NumGoroutine(), countFDs()
-			if g <= goroutines && f <= fds {
+			f := countFDs()
+			if f <= fds {
 				return
 			}
 			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				n := runtime.Stack(buf, true)
-				t.Errorf("leak: goroutines %d -> %d, fds %d -> %d\n%s", goroutines, g, fds, f, buf[:n])
+				t.Errorf("leak: open descriptors %d -> %d", fds, f)
 				return
 			}
 			time.Sleep(10 * time.Millisecond) // polling for teardown, bounded by the deadline

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // rig runs one simulated board against a real hub inside a synctest bubble.
@@ -229,7 +229,7 @@ func TestRelayCommands(t *testing.T) {
 // TestRunStops uses real time: Run returns promptly once ctx ends, the
 // device goes offline with a reason, and no goroutine is left behind.
 func TestRunStops(t *testing.T) {
-	base := runtime.NumGoroutine()
+	testutil.CheckGoroutines(t)
 	rg := startBoard(t, gateway.DeviceConfig{ID: "demo", Transport: gateway.TransportSim,
 		Sim: gateway.SimConfig{Board: "tutorial", Interval: gateway.Duration(10 * time.Millisecond)}})
 	deadline := time.After(10 * time.Second)
@@ -270,13 +270,6 @@ func TestRunStops(t *testing.T) {
 		t.Errorf("command after stop: %v", err)
 	}
 	rg.hub.Close()
-	deadlineT := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > base {
-		if time.Now().After(deadlineT) {
-			t.Fatalf("%d goroutines, want %d", runtime.NumGoroutine(), base)
-		}
-		runtime.Gosched()
-	}
 }
 
 func TestRunUnknownDevice(t *testing.T) {

@@ -91,7 +91,7 @@ func (r *rig) state(t *testing.T) gateway.DeviceState {
 // the README: values reach browsers, toggle round-trips, a second browser
 // sees the change.
 func TestTutorialSketch(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	board := boardtest.NewBoard(t)
 	r := newRig(t, board.URL(), false)
 	second, _, err := r.hub.Subscribe(-1, 64)
@@ -136,7 +136,7 @@ func TestTutorialSketch(t *testing.T) {
 // at once, with the contract's reconnect numbers: the first retry comes
 // within 1 s, and a link that stayed up for HealthyAfter resets the backoff.
 func TestBoardRestartRealBackoff(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	board := boardtest.NewBoard(t)
 	r := newRig(t, board.URL(), false)
 	r.run(t)
@@ -179,7 +179,7 @@ func TestBoardRestartRealBackoff(t *testing.T) {
 // failure is logged once, later ones only at Debug; the gateway gets the
 // board back when it returns.
 func TestBoardDownForAWhile(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	board := boardtest.NewBoard(t)
 	r := newRig(t, board.URL(), true)
 	r.run(t)
@@ -204,7 +204,7 @@ func TestBoardDownForAWhile(t *testing.T) {
 }
 
 func halfOpen(t *testing.T, fast bool) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	board := boardtest.NewBoard(t)
 	proxy := boardtest.NewProxy(t, board.Addr())
 	r := newRig(t, "ws://"+proxy.Addr()+"/ws", fast)
@@ -259,7 +259,7 @@ func TestHalfOpenBoardContractNumbers(t *testing.T) {
 }
 
 func TestOversizedFrameDropsTheLinkAndReconnects(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	board := boardtest.NewBoard(t)
 	r := newRig(t, board.URL(), true)
 	r.run(t)
@@ -280,6 +280,10 @@ func TestGarbageFramesKeepTheLink(t *testing.T) {
 	r := newRig(t, board.URL(), true)
 	r.run(t)
 	boardtest.Next(t, r.sub, 5*time.Second, "online", boardtest.Status(dev, true))
+	// Online comes at attach, maybe before the board has registered the
+	// connection; its hello through the link proves the garbage below
+	// reaches the gateway.
+	boardtest.Next(t, r.sub, 5*time.Second, "the board's hello", boardtest.Event(dev, "count", nil))
 	board.TextAll(websocket.BinaryMessage, []byte{0xde, 0xad})
 	board.TextAll(websocket.TextMessage, []byte("Guru Meditation Error"))
 	board.TextAll(websocket.TextMessage, []byte("{\"label\":\"count\",\"value\":\"\xc3\x28\"}"))
@@ -294,7 +298,7 @@ func TestGarbageFramesKeepTheLink(t *testing.T) {
 
 // TestNoGoroutineGrowthAcrossReconnects runs 50 kill/restart cycles.
 func TestNoGoroutineGrowthAcrossReconnects(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	const cycles = 50
 	board := boardtest.NewBoard(t)
 	r := newRig(t, board.URL(), true)
@@ -343,7 +347,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestRunStopsDuringBackoff(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, "ws://127.0.0.1:1/ws", false) // nothing listens there
 	r.d.retry = backoff.Policy{Base: time.Hour, Cap: time.Hour}
 	r.run(t)

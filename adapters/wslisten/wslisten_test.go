@@ -16,6 +16,7 @@ import (
 
 	"github.com/esp32gw/esp32gw/gateway"
 	"github.com/esp32gw/esp32gw/internal/boardtest"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const (
@@ -145,7 +146,7 @@ func TestBoardDialsIn(t *testing.T) {
 		{"token in the query", "/device/" + dev + "?token=" + token, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			boardtest.LeakCheck(t)
+			testutil.CheckGoroutines(t)
 			r := newRig(t, false)
 			r.run(t)
 			board := dial(t, r.url(tc.path), tc.h)
@@ -172,7 +173,7 @@ func TestBoardDialsIn(t *testing.T) {
 }
 
 func TestBadTokenOrUnknownDeviceIs401BeforeUpgrade(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, false)
 	r.run(t)
 	for _, tc := range []struct {
@@ -224,7 +225,7 @@ func TestNotRunningIs503(t *testing.T) {
 // whose old socket is half-open) replaces the old link with no offline
 // flicker; the old one is closed with a reason.
 func TestDuplicateDialIn(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, false)
 	r.run(t)
 	old := dial(t, r.url("/device/"+dev), arduinoHeader(token))
@@ -270,7 +271,7 @@ func TestDuplicateDialIn(t *testing.T) {
 }
 
 func TestShutdownClosesBoardsWith1001(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, false)
 	r.run(t)
 	a := dial(t, r.url("/device/"+dev), arduinoHeader(token))
@@ -299,7 +300,7 @@ func TestShutdownClosesBoardsWith1001(t *testing.T) {
 
 func TestFaultyBoards(t *testing.T) {
 	t.Run("oversized frame", func(t *testing.T) {
-		boardtest.LeakCheck(t)
+		testutil.CheckGoroutines(t)
 		r := newRig(t, true)
 		r.run(t)
 		board := dial(t, r.url("/device/"+dev), arduinoHeader(token))
@@ -331,7 +332,7 @@ func TestFaultyBoards(t *testing.T) {
 		}
 	})
 	t.Run("half-open", func(t *testing.T) {
-		boardtest.LeakCheck(t)
+		testutil.CheckGoroutines(t)
 		r := newRig(t, true)
 		r.run(t)
 		proxy := boardtest.NewProxy(t, r.srv.Listener.Addr().String())
@@ -352,7 +353,7 @@ func TestFaultyBoards(t *testing.T) {
 }
 
 func TestNoGoroutineGrowthAcrossDialIns(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	const cycles = 50
 	r := newRig(t, true)
 	r.run(t)
@@ -371,7 +372,7 @@ func TestNoGoroutineGrowthAcrossDialIns(t *testing.T) {
 // the interleaving, exactly one socket survives, the device is online on
 // it, its frames reach the hub and commands reach it.
 func TestConcurrentDuplicateDialIns(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	r := newRig(t, false)
 	r.run(t)
 	const rounds, boards = 30, 8

@@ -37,12 +37,12 @@ type runningGateway struct {
 	hub     *gateway.Hub
 	history *history.Store // nil when the database could not be opened at all
 
-	// boards holds the transport of each device that has its own (sim,
-	// ws-dial, serial), by device id, each run under its own context so a
-	// device can be started or stopped alone. ws-listen devices share
-	// listener, which serves /device/ on the HTTP port.
-	boards   map[string]*board
-	listener *wslisten.Listener // nil without ws-listen devices
+	// boards holds the transport of each device, by device id, each run
+	// under its own context so a device can be started or stopped alone (a
+	// reload). A ws-listen device's transport is its own wslisten.Listener,
+	// which devices routes /device/ID to.
+	boards  map[string]*board
+	devices *deviceRouter
 
 	bridge  *mqttbridge.Bridge // nil with MQTT off
 	web     *web.Server
@@ -55,6 +55,8 @@ type runningGateway struct {
 	stop    context.CancelFunc // ends boards, the seq saver and the bridge
 	workers sync.WaitGroup     // boards, listener and the seq saver
 	bridged chan struct{}      // closed when the bridge has returned
+
+	ctl control // set by runGateway: sd_notify, reloads (notify.go, reload.go)
 }
 
 // board is one device's transport while it runs.
@@ -78,32 +80,25 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		state:  statedir.New(configPath, cfg.StateDir, log),
 		boards: map[string]*board{},
 	}
+	g.devices = newDeviceRouter(log)
 	var err error
 	if g.token, g.tokenAt, err = g.state.Token(cfg.HTTP); err != nil {
 		return nil, err
 	}
 	g.history = openHistory(cfg.History, g.state, log)
-	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log}
+	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log,
+		LabelsPerDevice: cfg.Limits.LabelsPerDevice, ValueBytes: int(cfg.Limits.ValueBytes)}
 	if g.history != nil {
 		hubOpts.History = g.history
 	}
 	g.hub = gateway.NewHub(hubOpts)
-	var listenDevs []gateway.DeviceConfig
 	for _, d := range cfg.Devices {
 		if err := g.hub.AddDevice(deviceInfo(d)); err != nil {
 			return nil, err
 		}
-		if t := newTransport(d, log); t != nil {
-			g.boards[d.ID] = &board{transport: t}
-		} else {
-			listenDevs = append(listenDevs, d)
-		}
+		g.boards[d.ID] = g.newBoard(d)
 	}
 	g.restore()
-	listener := wslisten.New(listenDevs, log)
-	if len(listenDevs) > 0 {
-		g.listener = listener
-	}
 
 	var metrics []web.MetricsWriter
 	var hist gateway.History
@@ -125,9 +120,10 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		Version:        versionString(),
 		History:        hist,
 		ValueBytes:     int(cfg.Limits.ValueBytes),
+		MaxBrowsers:    cfg.Limits.Browsers,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/device/", listener) // without ws-listen devices it refuses every board
+	mux.Handle("/device/", g.devices) // refuses every board without ws-listen devices
 	mux.Handle("/", g.web)
 	g.http = &http.Server{
 		Handler:           mux,
@@ -149,8 +145,8 @@ func deviceInfo(d gateway.DeviceConfig) gateway.DeviceInfo {
 	return gateway.DeviceInfo{ID: d.ID, Name: d.Name, Transport: d.Transport, Commands: d.Commands}
 }
 
-// newTransport is the transport of a device that has its own; nil for
-// ws-listen devices, which share the HTTP port's listener.
+// newTransport is a device's transport; a ws-listen device gets a listener
+// of its own, which deviceRouter serves.
 func newTransport(d gateway.DeviceConfig, log *slog.Logger) gateway.Transport {
 	switch d.Transport {
 	case gateway.TransportSim:
@@ -159,6 +155,8 @@ func newTransport(d gateway.DeviceConfig, log *slog.Logger) gateway.Transport {
 		return wsdial.New(d, log)
 	case gateway.TransportSerial:
 		return serialport.New(d, log)
+	case gateway.TransportWSListen:
+		return wslisten.New([]gateway.DeviceConfig{d}, log)
 	}
 	return nil
 }
@@ -175,9 +173,6 @@ func (g *runningGateway) run(ctx context.Context) error {
 		if b := g.boards[d.ID]; b != nil {
 			g.startBoard(runCtx, b)
 		}
-	}
-	if g.listener != nil {
-		g.workers.Go(func() { g.runTransport(runCtx, g.listener) })
 	}
 	g.workers.Go(func() { g.state.Run(runCtx, g.hub) })
 	g.bridged = make(chan struct{})
@@ -200,12 +195,18 @@ func (g *runningGateway) run(ctx context.Context) error {
 		}
 	}()
 
-	select {
-	case <-ctx.Done():
-		g.log.Info("shutting down")
-		return nil
-	case err := <-served:
-		return fmt.Errorf("http: %w", err)
+	g.started(runCtx)
+
+	for {
+		select {
+		case <-ctx.Done():
+			g.log.Info("shutting down")
+			return nil
+		case err := <-served:
+			return fmt.Errorf("http: %w", err)
+		case <-g.ctl.reloads:
+			g.reload(runCtx)
+		}
 	}
 }
 
@@ -231,6 +232,7 @@ func (g *runningGateway) runTransport(ctx context.Context, t gateway.Transport) 
 // hangs: board links, the state (saved), browser subscriptions (closed with
 // 1001), HTTP, then the MQTT bridge (offline states).
 func (g *runningGateway) shutdown(budget time.Duration) {
+	g.stopping()
 	deadline, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	if g.stop != nil {
@@ -275,13 +277,7 @@ func logReady(log *slog.Logger, addr net.Addr, tlsOn bool, auth, token, tokenSou
 	if tlsOn {
 		scheme = "https"
 	}
-	host, port, _ := net.SplitHostPort(addr.String())
-	ip := net.ParseIP(host)
-	lan := ""
-	if ip != nil && ip.IsUnspecified() {
-		host = "localhost"
-		lan = firstLANAddress()
-	}
+	host, lan, port := dashboardHosts(addr.String())
 	base := fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(host, port))
 	log.Info("listening", "addr", addr.String(), "devices", devices)
 	switch {
@@ -299,6 +295,17 @@ func logReady(log *slog.Logger, addr net.Addr, tlsOn bool, auth, token, tokenSou
 		args = append(args, "token_file", tokenSource)
 		log.Info("dashboard ready: open this login URL", args...)
 	}
+}
+
+// dashboardHosts splits a listen address into the host to show in URLs
+// and the port: a wildcard or empty host is shown as localhost, with this
+// machine's first LAN address as lan (else lan is "").
+func dashboardHosts(listen string) (host, lan, port string) {
+	host, port, _ = net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		return "localhost", firstLANAddress(), port
+	}
+	return host, "", port
 }
 
 func firstLANAddress() string {

@@ -20,7 +20,7 @@ import (
 	"syscall"
 
 	"github.com/esp32gw/esp32gw/adapters/serialport"
-	"github.com/esp32gw/esp32gw/internal/configfile"
+	"github.com/esp32gw/esp32gw/internal/sdnotify"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -71,6 +71,7 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{name: "run", args: "[-config FILE] [-log-level LEVEL]", help: "run the gateway", flags: noFlags(runGateway)},
 		{name: "check", args: "[-config FILE]", help: "validate the config and exit", flags: noFlags(checkConfig)},
+		{name: "token", args: "[-config FILE] [-rotate]", help: "print the login URL; -rotate makes a new token", flags: tokenFlags},
 		{name: "ports", help: "list serial ports and their USB identity", flags: noFlags(listPorts)},
 		{name: "backup", args: "[-config FILE] BACKUP.db", help: "copy the history database (safe while running)", nargs: 1, flags: noFlags(backupHistory)},
 		{name: "version", help: "print the version", flags: noFlags(printVersion)},
@@ -159,7 +160,7 @@ func usage(w io.Writer, fs *flag.FlagSet, table []subcommand) {
 }
 
 func checkConfig(_ context.Context, c cli) error {
-	cfg, err := configfile.Load(c.configPath)
+	cfg, err := loadConfig(c.configPath, "")
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,16 @@ func runGateway(ctx context.Context, c cli) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
-	cfg, err := configfile.Load(c.configPath)
+	// SIGHUP reloads; caught before anything else, as its default would
+	// end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	notifier, err := sdnotify.New(c.getenv)
+	if err != nil {
+		log.Warn("systemd notification partly off", "err", err)
+	}
+	cfg, err := loadConfig(c.configPath, "")
 	if err != nil {
 		return err
 	}
@@ -190,6 +200,10 @@ func runGateway(ctx context.Context, c cli) error {
 	if err != nil {
 		return err
 	}
+	g.ctl.configPath = c.configPath
+	g.ctl.notify = notifier
+	g.ctl.reloads = hup
+	g.ctl.stallAfter = testStallAfter(c.getenv, log)
 	err = g.run(ctx)
 	g.shutdown(shutdownBudget)
 	return err

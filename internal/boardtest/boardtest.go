@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -375,26 +374,6 @@ func Status(device string, online bool) func(*gateway.Message) bool {
 	return func(m *gateway.Message) bool {
 		return m.Kind == gateway.KindStatus && m.Device == device && m.Online == online
 	}
-}
-
-// LeakCheck fails the test if, once every cleanup registered after it has
-// run, the number of goroutines is not back to what it is now within 5 s;
-// it dumps every stack. Call it first in a test.
-func LeakCheck(t testing.TB) {
-	base := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines: %d, want at most %d\n%s", runtime.NumGoroutine(), base, buf[:n])
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
 }
 
 // IsCloseCode reports whether err is a close frame with code.

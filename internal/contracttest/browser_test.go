@@ -103,7 +103,7 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("snapshot first with the device object fields", func(t *testing.T) {
 		_, r := browser(t, g, "/ws")
-		m := r.nextMsg(t, 5*time.Second)
+		m := r.NextMsg(t, 5*time.Second)
 		if str(m, "type") != "snapshot" {
 			t.Fatalf("first frame is %q, want snapshot: %v", str(m, "type"), m)
 		}
@@ -156,10 +156,10 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("events carry device,label,value,ts,seq and seq rises by one", func(t *testing.T) {
 		_, r := browser(t, g, "/ws")
-		snap := r.nextMsg(t, 5*time.Second)
+		snap := r.NextMsg(t, 5*time.Second)
 		prev := seqOf(snap)
 		for i := 0; i < 40; i++ {
-			m := r.waitFor(t, 5*time.Second, "event", isEvent)
+			m := r.WaitFor(t, 5*time.Second, "event", isEvent)
 			for _, k := range []string{"device", "label", "value", "ts", "seq"} {
 				if _, ok := m[k]; !ok {
 					t.Fatalf("event lacks %q: %v", k, m)
@@ -177,10 +177,10 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("command acked with its id; text and json boards receive the contract's bytes", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		start := time.Now()
 		sendJSON(t, c, map[string]any{"type": "command", "id": "c1", "device": "demo", "label": "led", "value": "toggle"})
-		a := r.waitFor(t, 2*time.Second, "ack c1", func(m msg) bool { return str(m, "id") == "c1" })
+		a := r.WaitFor(t, 2*time.Second, "ack c1", func(m msg) bool { return str(m, "id") == "c1" })
 		if str(a, "type") != "ack" {
 			t.Fatalf("answer to c1: %v, want ack", a)
 		}
@@ -191,22 +191,22 @@ func TestBrowserWS(t *testing.T) {
 		b := dialBoard(t, g, "lb", "lb-token-0123456789", true)
 		waitOnline(t, g, "lb", true, 5*time.Second)
 		sendJSON(t, c, map[string]any{"type": "command", "id": "c2", "device": "lb", "label": "led", "value": "toggle"})
-		if got := string(b.r.next(t, 2*time.Second)); got != "toggle" {
+		if got := string(b.r.Next(t, 2*time.Second)); got != "toggle" {
 			t.Errorf("text board received %q, want the bare value toggle", got)
 		}
-		if a := r.waitFor(t, 2*time.Second, "answer c2", func(m msg) bool { return str(m, "id") == "c2" }); str(a, "type") != "ack" {
+		if a := r.WaitFor(t, 2*time.Second, "answer c2", func(m msg) bool { return str(m, "id") == "c2" }); str(a, "type") != "ack" {
 			t.Errorf("answer to c2: %v, want ack", a)
 		}
 
 		j := dialBoard(t, g, "lj", "lj-token-0123456789", true)
 		waitOnline(t, g, "lj", true, 5*time.Second)
 		sendJSON(t, c, map[string]any{"type": "command", "id": "c3", "device": "lj", "label": "led", "value": "toggle"})
-		got := j.r.next(t, 2*time.Second)
+		got := j.r.Next(t, 2*time.Second)
 		var gm msg
 		if err := json.Unmarshal(got, &gm); err != nil || !reflect.DeepEqual(gm, msg{"label": "led", "value": "toggle"}) {
 			t.Errorf("json board received %q, want {\"label\":\"led\",\"value\":\"toggle\"}", got)
 		}
-		if a := r.waitFor(t, 2*time.Second, "answer c3", func(m msg) bool { return str(m, "id") == "c3" }); str(a, "type") != "ack" {
+		if a := r.WaitFor(t, 2*time.Second, "answer c3", func(m msg) bool { return str(m, "id") == "c3" }); str(a, "type") != "ack" {
 			t.Errorf("answer to c3: %v, want ack", a)
 		}
 		b.c.Close()
@@ -217,7 +217,7 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("command errors within 2 s", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		cases := []struct {
 			id   string
 			cmd  map[string]any
@@ -232,7 +232,7 @@ func TestBrowserWS(t *testing.T) {
 		for _, tc := range cases {
 			start := time.Now()
 			sendJSON(t, c, tc.cmd)
-			a := r.waitFor(t, 2*time.Second, "answer "+tc.id, func(m msg) bool { return str(m, "id") == tc.id })
+			a := r.WaitFor(t, 2*time.Second, "answer "+tc.id, func(m msg) bool { return str(m, "id") == tc.id })
 			if str(a, "type") != "error" || str(a, "error") == "" {
 				t.Errorf("%v → %v, want {type:error,id,error}", tc.cmd, a)
 			}
@@ -247,16 +247,16 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("a command sent while offline is never delivered later", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		waitOnline(t, g, "lb", false, 5*time.Second)
 		sendJSON(t, c, map[string]any{"type": "command", "id": "o1", "device": "lb", "label": "led", "value": "toggle"})
-		if a := r.waitFor(t, 2*time.Second, "answer o1", func(m msg) bool { return str(m, "id") == "o1" }); str(a, "type") != "error" {
+		if a := r.WaitFor(t, 2*time.Second, "answer o1", func(m msg) bool { return str(m, "id") == "o1" }); str(a, "type") != "error" {
 			t.Fatalf("command to an offline board: %v, want error", a)
 		}
 		b := dialBoard(t, g, "lb", "lb-token-0123456789", true)
 		waitOnline(t, g, "lb", true, 5*time.Second)
 		sendJSON(t, c, map[string]any{"type": "command", "id": "o2", "device": "lb", "label": "led", "value": "ping3"})
-		if got := string(b.r.next(t, 2*time.Second)); got != "ping3" {
+		if got := string(b.r.Next(t, 2*time.Second)); got != "ping3" {
 			t.Errorf("the board's first frame after coming back is %q, want ping3 (the offline command must not be replayed)", got)
 		}
 		b.c.Close()
@@ -265,7 +265,7 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("status online:false with a reason on every link loss", func(t *testing.T) {
 		_, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		isLB := func(online bool) func(m msg) bool {
 			return func(m msg) bool {
 				on, ok := m["online"].(bool)
@@ -274,9 +274,9 @@ func TestBrowserWS(t *testing.T) {
 		}
 		for _, how := range []string{"close frame", "TCP reset"} {
 			b := dialBoard(t, g, "lb", "lb-token-0123456789", true)
-			r.waitFor(t, 5*time.Second, "status lb online", isLB(true))
+			r.WaitFor(t, 5*time.Second, "status lb online", isLB(true))
 			b.send(t, `{"label":"temp","value":21.5}`)
-			ev := r.waitFor(t, 5*time.Second, "lb event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lb" })
+			ev := r.WaitFor(t, 5*time.Second, "lb event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lb" })
 			if v, _ := num(ev, "value"); str(ev, "label") != "temp" || v != 21.5 {
 				t.Errorf("event %v, want label temp value 21.5", ev)
 			}
@@ -286,7 +286,7 @@ func TestBrowserWS(t *testing.T) {
 			} else {
 				b.c.UnderlyingConn().Close()
 			}
-			st := r.waitFor(t, 5*time.Second, "status lb offline after "+how, isLB(false))
+			st := r.WaitFor(t, 5*time.Second, "status lb offline after "+how, isLB(false))
 			if str(st, "reason") == "" {
 				t.Errorf("offline status after %s has no reason: %v", how, st)
 			}
@@ -295,15 +295,15 @@ func TestBrowserWS(t *testing.T) {
 
 	t.Run("subscribe devices filter", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		sendJSON(t, c, map[string]any{"type": "subscribe", "devices": []string{"climate"}})
 		// A barrier: the answer to a later message means the subscribe was read.
 		sendJSON(t, c, map[string]any{"type": "command", "id": "b1", "device": "nosuch", "value": "x"})
-		r.waitFor(t, 2*time.Second, "answer b1", func(m msg) bool { return str(m, "id") == "b1" })
+		r.WaitFor(t, 2*time.Second, "answer b1", func(m msg) bool { return str(m, "id") == "b1" })
 		after := apiSeq(t, g)
 		n := 0
 		for n < 20 {
-			m := r.waitFor(t, 5*time.Second, "event", isEvent)
+			m := r.WaitFor(t, 5*time.Second, "event", isEvent)
 			if seqOf(m) <= after {
 				continue
 			}
@@ -317,12 +317,12 @@ func TestBrowserWS(t *testing.T) {
 	t.Run("since resumes exactly, without a snapshot", func(t *testing.T) {
 		// A watches throughout; B reads to E, leaves, and resumes with ?since=E.
 		_, ra := browser(t, g, "/ws")
-		ra.nextMsg(t, 5*time.Second)
+		ra.NextMsg(t, 5*time.Second)
 		cb, rb := browser(t, g, "/ws")
-		rb.nextMsg(t, 5*time.Second)
+		rb.NextMsg(t, 5*time.Second)
 		var e int64
 		for i := 0; i < 5; i++ {
-			e = seqOf(rb.waitFor(t, 5*time.Second, "event", isEvent))
+			e = seqOf(rb.WaitFor(t, 5*time.Second, "event", isEvent))
 		}
 		cb.Close()
 		deadline := time.Now().Add(10 * time.Second)
@@ -333,13 +333,13 @@ func TestBrowserWS(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		_, rb2 := browser(t, g, "/ws?since="+itoa(int(e)))
-		first := rb2.nextMsg(t, 5*time.Second)
+		first := rb2.NextMsg(t, 5*time.Second)
 		if str(first, "type") != "event" || seqOf(first) != e+1 {
 			t.Fatalf("?since=%d: first frame %v, want the event with seq %d (no snapshot)", e, first, e+1)
 		}
 		got := map[int64]msg{seqOf(first): first}
 		for s := e + 2; s <= e+20; s++ {
-			m := rb2.waitFor(t, 5*time.Second, "event", isEvent)
+			m := rb2.WaitFor(t, 5*time.Second, "event", isEvent)
 			if seqOf(m) != s {
 				t.Fatalf("resumed stream: seq %d, want %d", seqOf(m), s)
 			}
@@ -347,7 +347,7 @@ func TestBrowserWS(t *testing.T) {
 		}
 		want := map[int64]msg{}
 		for len(want) < 20 {
-			m := ra.waitFor(t, 5*time.Second, "event", isEvent)
+			m := ra.WaitFor(t, 5*time.Second, "event", isEvent)
 			if s := seqOf(m); s > e && s <= e+20 {
 				want[s] = m
 			}

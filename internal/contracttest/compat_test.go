@@ -61,7 +61,7 @@ func TestCompatEndpoint(t *testing.T) {
 		_, r := browser(t, g, "/ws/devices/demo")
 		seen := map[string]bool{}
 		for i := 0; i < len(labels); i++ {
-			m := exactLabelValue(t, r.next(t, 5*time.Second))
+			m := exactLabelValue(t, r.Next(t, 5*time.Second))
 			seen[str(m, "label")] = true
 		}
 		for l := range labels {
@@ -70,7 +70,7 @@ func TestCompatEndpoint(t *testing.T) {
 			}
 		}
 		for i := 0; i < 10; i++ {
-			exactLabelValue(t, r.next(t, 5*time.Second))
+			exactLabelValue(t, r.Next(t, 5*time.Second))
 		}
 	})
 
@@ -79,7 +79,7 @@ func TestCompatEndpoint(t *testing.T) {
 		waitOnline(t, g, "ct", true, 5*time.Second)
 		_, r := browser(t, g, "/ws/devices/ct")
 		b.send(t, `{"temp":21.5}`)
-		m := exactLabelValue(t, r.next(t, 5*time.Second))
+		m := exactLabelValue(t, r.Next(t, 5*time.Second))
 		if str(m, "label") != "temp" || m["value"] != 21.5 {
 			t.Errorf("compat frame %v, want {label:temp,value:21.5}", m)
 		}
@@ -105,7 +105,7 @@ func TestCompatEndpoint(t *testing.T) {
 			// Not in the allow-list: never reaches the board.
 			c.WriteMessage(websocket.TextMessage, []byte("explode"))
 			c.WriteMessage(websocket.TextMessage, []byte(tc.frame))
-			got := b.r.next(t, 2*time.Second)
+			got := b.r.Next(t, 2*time.Second)
 			if tc.json {
 				var gm, wm msg
 				json.Unmarshal([]byte(tc.want), &wm)

@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // TestMain raises the default -test.parallel: these tests mostly wait on
@@ -56,7 +56,7 @@ http:
 }
 
 // msg is one decoded JSON frame.
-type msg = map[string]any
+type msg = testutil.Msg
 
 func str(m msg, k string) string { s, _ := m[k].(string); return s }
 
@@ -73,120 +73,6 @@ func keys(m msg) []string {
 		ks = append(ks, k)
 	}
 	return ks
-}
-
-// reader owns one websocket's read side: every text frame goes to frames,
-// the terminal error to done.
-type reader struct {
-	c      *websocket.Conn
-	frames chan []byte
-	binary chan []byte
-	done   chan struct{}
-	err    error
-}
-
-func newReader(c *websocket.Conn) *reader {
-	r := &reader{c: c, frames: make(chan []byte, 100000), binary: make(chan []byte, 100), done: make(chan struct{})}
-	go func() {
-		defer close(r.done)
-		for {
-			mt, b, err := c.ReadMessage()
-			if err != nil {
-				r.err = err
-				return
-			}
-			if mt == websocket.BinaryMessage {
-				select {
-				case r.binary <- b:
-				default:
-				}
-				continue
-			}
-			r.frames <- b
-		}
-	}()
-	return r
-}
-
-// next returns the next text frame within d, or fails the test.
-func (r *reader) next(t testing.TB, d time.Duration) []byte {
-	t.Helper()
-	select {
-	case b := <-r.frames:
-		return b
-	case <-time.After(d):
-		t.Fatalf("no frame within %v", d)
-	case <-r.done:
-		select {
-		case b := <-r.frames:
-			return b
-		default:
-		}
-		t.Fatalf("connection ended while waiting for a frame: %v", r.err)
-	}
-	return nil
-}
-
-// nextMsg is next, decoded as a JSON object.
-func (r *reader) nextMsg(t testing.TB, d time.Duration) msg {
-	t.Helper()
-	b := r.next(t, d)
-	var m msg
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("frame is not a JSON object: %v: %q", err, b)
-	}
-	return m
-}
-
-// waitFor reads frames until pred holds, within d; it returns that frame.
-func (r *reader) waitFor(t testing.TB, d time.Duration, what string, pred func(msg) bool) msg {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var seen []string
-	for {
-		left := time.Until(deadline)
-		if left <= 0 {
-			t.Fatalf("no %s within %v; last frames: %s", what, d, tail(seen))
-		}
-		select {
-		case b := <-r.frames:
-			var m msg
-			if json.Unmarshal(b, &m) == nil && pred(m) {
-				return m
-			}
-			seen = append(seen, string(b))
-		case <-time.After(left):
-		case <-r.done:
-			select {
-			case <-r.frames:
-				continue
-			default:
-			}
-			t.Fatalf("connection ended while waiting for %s: %v; last frames: %s", what, r.err, tail(seen))
-		}
-	}
-}
-
-// closed waits for the connection to end within d and returns the error.
-func (r *reader) closed(d time.Duration) (error, bool) {
-	select {
-	case <-r.done:
-		return r.err, true
-	case <-time.After(d):
-		return nil, false
-	}
-}
-
-func tail(s []string) string {
-	if len(s) > 5 {
-		s = s[len(s)-5:]
-	}
-	for i := range s {
-		if len(s[i]) > 300 {
-			s[i] = s[i][:300] + "…"
-		}
-	}
-	return strings.Join(s, "\n")
 }
 
 // dial opens a websocket with an explicit header and returns the response
@@ -206,10 +92,10 @@ func status(resp *http.Response) int {
 
 // browser dials /ws (path may carry a query) with the gateway's token and
 // starts reading it.
-func browser(t testing.TB, g *testgw.Gateway, path string) (*websocket.Conn, *reader) {
+func browser(t testing.TB, g *testgw.Gateway, path string) (*websocket.Conn, *testutil.WSReader) {
 	t.Helper()
 	c := g.Dial(path)
-	return c, newReader(c)
+	return c, testutil.NewWSReader(c)
 }
 
 func sendJSON(t testing.TB, c *websocket.Conn, v any) {
@@ -227,7 +113,7 @@ func sendJSON(t testing.TB, c *websocket.Conn, v any) {
 // board is a ws-listen board the test plays: it dials ws://GW/device/ID.
 type board struct {
 	c     *websocket.Conn
-	r     *reader
+	r     *testutil.WSReader
 	mu    sync.Mutex
 	pings []time.Time
 	wmu   sync.Mutex
@@ -240,7 +126,13 @@ func dialBoard(t testing.TB, g *testgw.Gateway, id, token string, read bool) *bo
 	h := http.Header{}
 	h.Set("Authorization", "Bearer "+token)
 	h.Set("Origin", "file://")
+	// 503: the HTTP server is up but the ws-listen transport has not
+	// started yet; a board dials again, and so does this one, briefly.
 	c, resp, err := dial(g.WSURL("/device/"+id), h)
+	for deadline := time.Now().Add(5 * time.Second); err != nil && status(resp) == http.StatusServiceUnavailable && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		c, resp, err = dial(g.WSURL("/device/"+id), h)
+	}
 	if err != nil {
 		t.Fatalf("board %s dial: %v (HTTP %d)", id, err, status(resp))
 	}
@@ -257,7 +149,7 @@ func dialBoard(t testing.TB, g *testgw.Gateway, id, token string, read bool) *bo
 		return err
 	})
 	if read {
-		b.r = newReader(c)
+		b.r = testutil.NewWSReader(c)
 	}
 	return b
 }

@@ -48,7 +48,7 @@ func TestHistory(t *testing.T) {
 	t.Run("since exactly 1000 back replays the last 1000 in order", func(t *testing.T) {
 		since := n - 1000
 		_, r := browser(t, g, fmt.Sprintf("/ws?since=%d", since))
-		first := r.nextMsg(t, 10*time.Second)
+		first := r.NextMsg(t, 10*time.Second)
 		if str(first, "type") != "event" {
 			t.Fatalf("?since=%d (1000 back): first frame %v, want the event %d; the history must hold at least 1000", since, first, since+1)
 		}
@@ -63,13 +63,13 @@ func TestHistory(t *testing.T) {
 			if s == n {
 				break
 			}
-			m = r.nextMsg(t, 10*time.Second)
+			m = r.NextMsg(t, 10*time.Second)
 		}
 	})
 
 	t.Run("since older than the history gets a snapshot that says where it stands", func(t *testing.T) {
 		_, r := browser(t, g, "/ws?since=1")
-		first := r.nextMsg(t, 10*time.Second)
+		first := r.NextMsg(t, 10*time.Second)
 		if str(first, "type") == "event" && seqOf(first) == 2 {
 			t.Skip("the history still holds all 3000 events; 'too old' cannot be provoked")
 		}

@@ -11,7 +11,21 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
+
+// limitsFrame is a board frame of exactly n bytes: an array of 14 readings
+// big0…big13 whose JSON values are exactly valueBytes long (strings), then
+// one reading "over" whose value is longer than valueBytes.
+func limitsFrame(n, valueBytes int) string {
+	var parts []string
+	for i := 0; i < 14; i++ {
+		parts = append(parts, fmt.Sprintf(`{"label":"big%d","value":"%s"}`, i, strings.Repeat("x", valueBytes-2)))
+	}
+	head := "[" + strings.Join(parts, ",") + `,{"label":"over","value":"`
+	tail := `"}]`
+	return head + strings.Repeat("y", n-len(head)-len(tail)) + tail
+}
 
 // frameOfSize is a valid board frame {"label":"big","value":"xxx…"} of exactly n bytes.
 func frameOfSize(n int) string {
@@ -32,16 +46,26 @@ func TestLimits(t *testing.T) {
 
 	t.Run("board frame of 64 KiB accepted, over 64 KiB closed with 1009 and a reason", func(t *testing.T) {
 		_, br := browser(t, g, "/ws")
-		br.nextMsg(t, 5*time.Second)
+		br.NextMsg(t, 5*time.Second)
 		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
 		waitOnline(t, g, "lim", true, 5*time.Second)
-		b.send(t, frameOfSize(64*1024))
-		ev := br.waitFor(t, 5*time.Second, "the 64 KiB event", func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" })
-		if len(str(ev, "value")) != 64*1024-len(`{"label":"big","value":""}`) {
-			t.Errorf("64 KiB frame's value has %d bytes", len(str(ev, "value")))
+		// A frame of exactly 64 KiB: readings whose values fit
+		// limits.value_bytes (4096) arrive; one over it is dropped and
+		// counted, and the link stays up.
+		frame := limitsFrame(64*1024, 4096)
+		b.send(t, frame)
+		for i := 0; i < 14; i++ {
+			label := fmt.Sprintf("big%d", i)
+			ev := br.WaitFor(t, 5*time.Second, "the event of "+label, func(m msg) bool { return isEvent(m) && str(m, "device") == "lim" && str(m, "label") == label })
+			if got := len(str(ev, "value")); got != 4096-2 {
+				t.Errorf("%s: value of %d bytes, want %d", label, got, 4096-2)
+			}
+		}
+		if code, body := g.Get("/metrics"); code != 200 || !strings.Contains(string(body), "esp32gw_dropped_readings_total 1\n") {
+			t.Errorf("the reading over value_bytes is not counted as dropped once: %d %s", code, body)
 		}
 		b.send(t, frameOfSize(64*1024+1))
-		err, ok := b.r.closed(5 * time.Second)
+		err, ok := b.r.Closed(5 * time.Second)
 		if !ok {
 			t.Fatalf("a board frame of 64 KiB + 1 did not close the link")
 		}
@@ -49,7 +73,7 @@ func TestLimits(t *testing.T) {
 		if code != websocket.CloseMessageTooBig || reason == "" {
 			t.Errorf("over-limit board frame: close %d %q (%v), want 1009 with a reason", code, reason, err)
 		}
-		st := br.waitFor(t, 5*time.Second, "status lim offline", func(m msg) bool {
+		st := br.WaitFor(t, 5*time.Second, "status lim offline", func(m msg) bool {
 			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == false
 		})
 		if str(st, "reason") == "" {
@@ -59,9 +83,9 @@ func TestLimits(t *testing.T) {
 
 	t.Run("binary and malformed board frames ignored, the link stays", func(t *testing.T) {
 		_, br := browser(t, g, "/ws")
-		br.nextMsg(t, 5*time.Second)
+		br.NextMsg(t, 5*time.Second)
 		b := dialBoard(t, g, "lim", "lim-token-0123456789", true)
-		br.waitFor(t, 5*time.Second, "status lim online", func(m msg) bool {
+		br.WaitFor(t, 5*time.Second, "status lim online", func(m msg) bool {
 			return str(m, "type") == "status" && str(m, "device") == "lim" && m["online"] == true
 		})
 		b.wmu.Lock()
@@ -71,7 +95,7 @@ func TestLimits(t *testing.T) {
 			b.send(t, f)
 		}
 		b.send(t, `{"label":"ok","value":1}`)
-		m := br.waitFor(t, 5*time.Second, "an event or status of lim", func(m msg) bool {
+		m := br.WaitFor(t, 5*time.Second, "an event or status of lim", func(m msg) bool {
 			return str(m, "device") == "lim"
 		})
 		if !isEvent(m) || str(m, "label") != "ok" {
@@ -86,16 +110,16 @@ func TestLimits(t *testing.T) {
 
 	t.Run("browser message of 16 KiB is read, over 16 KiB closed with 1009", func(t *testing.T) {
 		c, r := browser(t, g, "/ws")
-		r.nextMsg(t, 5*time.Second)
+		r.NextMsg(t, 5*time.Second)
 		pre := `{"type":"command","id":"big","device":"nosuch","label":"`
 		post := `","value":"x"}`
 		ok16 := pre + strings.Repeat("l", 16*1024-len(pre)-len(post)) + post
 		c.WriteMessage(websocket.TextMessage, []byte(ok16))
-		if a := r.waitFor(t, 2*time.Second, "answer big", func(m msg) bool { return str(m, "id") == "big" }); str(a, "type") != "error" {
+		if a := r.WaitFor(t, 2*time.Second, "answer big", func(m msg) bool { return str(m, "id") == "big" }); str(a, "type") != "error" {
 			t.Errorf("16 KiB command: %v", a)
 		}
 		c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat(" ", 16*1024+1)))
-		err, closed := r.closed(5 * time.Second)
+		err, closed := r.Closed(5 * time.Second)
 		if !closed {
 			t.Fatal("browser message of 16 KiB + 1 did not close the socket")
 		}
@@ -119,13 +143,15 @@ func TestLimits(t *testing.T) {
 		}
 		defer slow.Close()
 		_, fast := browser(t, g, "/ws")
-		snap := fast.nextMsg(t, 5*time.Second)
+		snap := fast.NextMsg(t, 5*time.Second)
 		start := seqOf(snap)
 
 		b := dialBoard(t, g, "spam", "spam-token-0123456789", true)
 		waitOnline(t, g, "spam", true, 5*time.Second)
+		// Each value just under limits.value_bytes (4096): 5.6 MB in all,
+		// far more than a browser's socket buffers and queue hold.
 		const frames, per = 200, 7
-		val := strings.Repeat("v", 8000)
+		val := strings.Repeat("v", 4000)
 		done := make(chan error, 1)
 		go func() {
 			for i := 0; i < frames; i++ {
@@ -147,7 +173,7 @@ func TestLimits(t *testing.T) {
 		// The fast browser gets every event, in order, and stays open.
 		s := start
 		for s < start+frames*per {
-			m := fast.waitFor(t, 20*time.Second, "event", isEvent)
+			m := fast.WaitFor(t, 20*time.Second, "event", isEvent)
 			if seqOf(m) != s+1 {
 				t.Fatalf("fast browser: seq %d after %d", seqOf(m), s)
 			}
@@ -157,39 +183,25 @@ func TestLimits(t *testing.T) {
 			t.Fatalf("the board was slowed or cut off: %v", err)
 		}
 		// Now read the slow one: after what was buffered, a close 1008/1013.
-		sr := newReader(slow)
-		n := 0
+		sr := testutil.NewWSReader(slow)
 		readStart := time.Now()
-		deadline := time.After(15 * time.Second)
-	loop:
-		for {
-			select {
-			case <-sr.frames:
-				n++
-			case <-sr.done:
-				break loop
-			case <-deadline:
-				logs := g.Logs()
-				var rel []string
-				for _, l := range strings.Split(logs, "\n") {
-					if strings.Contains(l, "browser") || strings.Contains(l, "slow") || strings.Contains(l, "1013") || strings.Contains(l, "1008") {
-						rel = append(rel, l)
-					}
+		n, srErr, ended := sr.Drain(15 * time.Second)
+		if !ended {
+			var rel []string
+			for _, l := range strings.Split(g.Logs(), "\n") {
+				if strings.Contains(l, "browser") || strings.Contains(l, "slow") || strings.Contains(l, "1013") || strings.Contains(l, "1008") {
+					rel = append(rel, l)
 				}
-				t.Fatalf("the slow browser was neither closed nor served within 15 s of reading again (%d frames read; %d events sent); gateway log:\n%s\nALL:\n%s", n, frames*per, tail(rel), logs)
 			}
+			t.Fatalf("the slow browser was neither closed nor served within 15 s of reading again (%d frames read; %d events sent); gateway log lines about browsers:\n%s", n, frames*per, strings.Join(rel, "\n"))
 		}
-		for len(sr.frames) > 0 {
-			<-sr.frames
-			n++
-		}
-		code, _ := closeCode(sr.err)
+		code, _ := closeCode(srErr)
 		if code != websocket.ClosePolicyViolation && code != websocket.CloseTryAgainLater {
-			t.Errorf("slow browser ended with %v after %d frames, want a close frame 1008 or 1013", sr.err, n)
+			t.Errorf("slow browser ended with %v after %d frames, want a close frame 1008 or 1013", srErr, n)
 		}
 		if n > frames*per {
 			t.Errorf("slow browser got %d frames", n)
 		}
-		t.Logf("slow browser read %d frames before the close (%v) %v after reading again", n, sr.err, time.Since(readStart))
+		t.Logf("slow browser read %d frames before the close (%v) %v after reading again", n, srErr, time.Since(readStart))
 	})
 }

@@ -83,13 +83,13 @@ func TestBoardLinks(t *testing.T) {
     url: "ws://`+ln.Addr().String()+`/ws"
 `)
 	_, br := browser(t, g, "/ws")
-	br.nextMsg(t, 5*time.Second)
+	br.NextMsg(t, 5*time.Second)
 	statuses := make(map[string]chan msg)
 	for _, id := range []string{"ka", "mute", "dmute", "redial"} {
 		statuses[id] = make(chan msg, 100)
 	}
 	go func() {
-		for b := range br.frames {
+		for b := range br.Frames() {
 			var m msg
 			if jsonUnmarshal(b, &m) == nil && str(m, "type") == "status" {
 				if ch := statuses[str(m, "device")]; ch != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const boardToken = "board-secret-0123456789abcdef"
@@ -231,8 +232,8 @@ func TestAuthNone(t *testing.T) {
 	if err != nil {
 		t.Fatalf("auth: none: /ws without token: %v (HTTP %d)", err, status(resp))
 	}
-	r := newReader(c)
-	if m := r.nextMsg(t, 5*time.Second); str(m, "type") != "snapshot" {
+	r := testutil.NewWSReader(c)
+	if m := r.NextMsg(t, 5*time.Second); str(m, "type") != "snapshot" {
 		t.Errorf("first frame %v", m)
 	}
 	c.Close()

@@ -56,9 +56,6 @@ func TestSerial(t *testing.T) {
 `)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if strings.Contains(g.Logs(), "not implemented") {
-			t.Skip("serial: the binary logs \"not implemented\"; the serial adapter has not landed")
-		}
 		if on, _ := device(t, g, "bench")["online"].(bool); on {
 			break
 		}
@@ -82,26 +79,26 @@ func TestSerial(t *testing.T) {
 	}
 
 	cLogs, rLogs := browser(t, g, "/ws")
-	rLogs.nextMsg(t, 5*time.Second)
+	rLogs.NextMsg(t, 5*time.Second)
 	_, rPlain := browser(t, g, "/ws")
-	rPlain.nextMsg(t, 5*time.Second)
+	rPlain.NextMsg(t, 5*time.Second)
 	sendJSON(t, cLogs, map[string]any{"type": "subscribe", "logs": true})
 	sendJSON(t, cLogs, map[string]any{"type": "command", "id": "bar", "device": "nosuch", "value": "x"})
-	rLogs.waitFor(t, 2*time.Second, "answer bar", func(m msg) bool { return str(m, "id") == "bar" })
+	rLogs.WaitFor(t, 2*time.Second, "answer bar", func(m msg) bool { return str(m, "id") == "bar" })
 
 	t.Run("JSON line → event; other line → log only to browsers that asked", func(t *testing.T) {
 		write("ets Jun  8 2016 00:22:57 rst:0x1 (POWERON_RESET)")
 		write(`{"label":"temp","value":21.5}`)
-		lg := rLogs.waitFor(t, 5*time.Second, "log frame", func(m msg) bool { return str(m, "type") == "log" })
+		lg := rLogs.WaitFor(t, 5*time.Second, "log frame", func(m msg) bool { return str(m, "type") == "log" })
 		if str(lg, "device") != "bench" || str(lg, "line") != "ets Jun  8 2016 00:22:57 rst:0x1 (POWERON_RESET)" {
 			t.Errorf("log frame %v", lg)
 		}
-		ev := rLogs.waitFor(t, 5*time.Second, "event", isEvent)
+		ev := rLogs.WaitFor(t, 5*time.Second, "event", isEvent)
 		if str(ev, "label") != "temp" || ev["value"] != 21.5 {
 			t.Errorf("event %v, want temp 21.5 (the log line must not be an event)", ev)
 		}
 		// The other browser: the event, and no log frame before it.
-		m := rPlain.waitFor(t, 5*time.Second, "log or event", func(m msg) bool { return str(m, "type") == "log" || isEvent(m) })
+		m := rPlain.WaitFor(t, 5*time.Second, "log or event", func(m msg) bool { return str(m, "type") == "log" || isEvent(m) })
 		if !isEvent(m) || str(m, "label") != "temp" {
 			t.Errorf("a browser that did not subscribe to logs got %v", m)
 		}
@@ -125,7 +122,7 @@ func TestSerial(t *testing.T) {
 	t.Run("a line over 4 KiB is dropped, the link stays", func(t *testing.T) {
 		write(`{"label":"huge","value":"` + strings.Repeat("h", 5000) + `"}`)
 		write(`{"label":"after","value":1}`)
-		ev := rPlain.waitFor(t, 5*time.Second, "event", func(m msg) bool { return isEvent(m) && str(m, "device") == "bench" })
+		ev := rPlain.WaitFor(t, 5*time.Second, "event", func(m msg) bool { return isEvent(m) && str(m, "device") == "bench" })
 		if str(ev, "label") != "after" {
 			t.Errorf("after a 5000-byte line, the next event is %v, want after", ev)
 		}
@@ -142,7 +139,7 @@ func TestSerial(t *testing.T) {
 				t.Logf("gateway log:\n%s", g.Logs())
 			}
 		}()
-		st := rPlain.waitFor(t, 5*time.Second, "status bench offline", func(m msg) bool {
+		st := rPlain.WaitFor(t, 5*time.Second, "status bench offline", func(m msg) bool {
 			return str(m, "type") == "status" && str(m, "device") == "bench" && m["online"] == false
 		})
 		if str(st, "reason") == "" {

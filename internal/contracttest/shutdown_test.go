@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 func TestShutdown(t *testing.T) {
@@ -29,9 +30,9 @@ func TestShutdown(t *testing.T) {
 			waitOnline(t, g, "lb", true, 5*time.Second)
 			waitOnline(t, g, "kd", true, 5*time.Second)
 			_, r1 := browser(t, g, "/ws")
-			r1.nextMsg(t, 5*time.Second)
+			r1.NextMsg(t, 5*time.Second)
 			_, r2 := browser(t, g, "/ws/devices/demo")
-			r2.next(t, 5*time.Second)
+			r2.Next(t, 5*time.Second)
 			var err error
 			var took time.Duration
 			if sig == syscall.SIGINT {
@@ -46,8 +47,8 @@ func TestShutdown(t *testing.T) {
 			if took > 5*time.Second {
 				t.Errorf("%v: exit took %v, want within 5 s", sig, took)
 			}
-			for name, r := range map[string]*reader{"/ws": r1, "/ws/devices/demo": r2} {
-				e, ok := r.closed(2 * time.Second)
+			for name, r := range map[string]*testutil.WSReader{"/ws": r1, "/ws/devices/demo": r2} {
+				e, ok := r.Closed(2 * time.Second)
 				if !ok {
 					t.Errorf("%s still open after exit", name)
 					continue
@@ -56,7 +57,7 @@ func TestShutdown(t *testing.T) {
 					t.Errorf("%s ended without a close frame: %v", name, e)
 				}
 			}
-			if _, ok := b.r.closed(2 * time.Second); !ok {
+			if _, ok := b.r.Closed(2 * time.Second); !ok {
 				t.Errorf("ws-listen board link still open after exit")
 			}
 		})

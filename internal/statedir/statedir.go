@@ -14,8 +14,6 @@ package statedir
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,16 +82,11 @@ func (d Dir) Token(h gateway.HTTPConfig) (token, source string, err error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", "", fmt.Errorf("read token: %w", err)
 	}
-	var raw [18]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", "", fmt.Errorf("generate token: %w", err)
+	if token, err = newToken(); err != nil {
+		return "", "", err
 	}
-	token = hex.EncodeToString(raw[:])
-	if err := os.MkdirAll(d.path, 0o700); err != nil {
-		return "", "", fmt.Errorf("state_dir: %w", err)
-	}
-	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
-		return "", "", fmt.Errorf("write token: %w", err)
+	if err := d.writeToken(token); err != nil {
+		return "", "", err
 	}
 	return token, path, nil
 }

@@ -1,5 +1,5 @@
 // Package testgw runs the real esp32gw binary for end-to-end tests: it builds
-// the binary once per test process, starts it with a temp config on a
+// the binary once per source tree (shared by every test process), starts it with a temp config on a
 // loopback port, and stops it with SIGINT (or kills it) when the test ends.
 // Every process it starts is owned by a test and reaped by its Cleanup.
 package testgw
@@ -27,38 +27,22 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
+	binaryOnce sync.Once
+	binaryPath string
+	binaryErr  error
 )
 
-// Binary builds ./cmd/esp32gw once per test process (with -race when the
-// tests run with it) and returns its path.
+// Binary returns the path of the esp32gw binary built from this source tree
+// (with -race when the tests run with it). Every test process of one `go test
+// ./...` run shares one build through a cache keyed by the source tree (see
+// cache.go); a build error fails the test with the compiler's output.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "esp32gw-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "esp32gw")
-		args := []string{"build", "-o", buildPath}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "./cmd/esp32gw")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = moduleRoot()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build esp32gw: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	binaryOnce.Do(func() { binaryPath, binaryErr = cachedBuild(moduleRoot()) })
+	if binaryErr != nil {
+		t.Fatal(binaryErr)
 	}
-	return buildPath
+	return binaryPath
 }
 
 func moduleRoot() string {
@@ -89,6 +73,8 @@ type Gateway struct {
 	URL    string // http://127.0.0.1:PORT
 	Token  string // the login token ("" with auth: none)
 
+	env []string // extra environment for the process (StartEnv)
+
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	log    *testutil.SyncBuffer
@@ -101,8 +87,15 @@ type Gateway struct {
 // where it listens (at most 30 s).
 func Start(t testing.TB, configYAML string) *Gateway {
 	t.Helper()
+	return StartEnv(t, configYAML)
+}
+
+// StartEnv is Start with extra environment variables ("NAME=value") for the
+// gateway process, e.g. NOTIFY_SOCKET.
+func StartEnv(t testing.TB, configYAML string, env ...string) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
-	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml")}
+	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml"), env: env}
 	if err := os.WriteFile(g.Config, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -129,6 +122,9 @@ func (g *Gateway) start() {
 	bin := Binary(t)
 	cmd := exec.Command(bin, "-config", g.Config, "-log-level", "debug")
 	cmd.Dir = g.Dir
+	if g.env != nil {
+		cmd.Env = append(os.Environ(), g.env...)
+	}
 	log := &testutil.SyncBuffer{}
 	cmd.Stdout = log
 	cmd.Stderr = log

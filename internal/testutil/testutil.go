@@ -1,5 +1,8 @@
 // Package testutil holds small helpers shared by the tests of several
-// packages. It starts no goroutines.
+// packages: waiting with a deadline (Eventually), a goroutine-leak check
+// (CheckGoroutines), reading a WebSocket (WSReader) and collecting output
+// (SyncBuffer). The only goroutine it starts is a WSReader's, which ends with
+// its connection.
 package testutil
 
 import (

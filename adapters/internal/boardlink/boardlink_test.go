@@ -15,6 +15,7 @@ import (
 	"github.com/esp32gw/esp32gw/adapters/internal/boardlink"
 	"github.com/esp32gw/esp32gw/gateway"
 	"github.com/esp32gw/esp32gw/internal/boardtest"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const dev = "bench"
@@ -108,7 +109,7 @@ func (f *fixture) readBoard() (frames chan string, end chan error) {
 }
 
 func TestFramesReachSubscribersAndBadFramesKeepTheLink(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	f := start(t, boardlink.Options{})
 	boardtest.Next(t, f.sub, 2*time.Second, "online status", boardtest.Status(dev, true))
 
@@ -182,14 +183,15 @@ func TestCommandsAreWrittenInTheDeviceFormat(t *testing.T) {
 }
 
 func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	f := start(t, boardlink.Options{})
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
 	_, end := f.readBoard()
 
-	// Exactly the limit is fine.
-	pad := boardlink.MaxFrame - len(`{"label":"big","value":""}`)
-	exact := `{"label":"big","value":"` + strings.Repeat("x", pad) + `"}`
+	// Exactly the limit is fine (padded with JSON white space: the value
+	// itself must stay within the hub's limits.value_bytes).
+	pad := boardlink.MaxFrame - len(`{"label":"big","value":"x"}`)
+	exact := `{"label":"big","value":"x"` + strings.Repeat(" ", pad) + `}`
 	f.send(t, websocket.TextMessage, []byte(exact))
 	boardtest.Next(t, f.sub, 2*time.Second, "64 KiB frame", boardtest.Event(dev, "big", nil))
 
@@ -215,7 +217,7 @@ func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
 }
 
 func TestSilentBoardGoesOfflineAndCommandsFailFast(t *testing.T) {
-	boardtest.LeakCheck(t)
+	testutil.CheckGoroutines(t)
 	const ping, silence = 50 * time.Millisecond, 300 * time.Millisecond
 	f := start(t, boardlink.Options{PingPeriod: ping, SilenceTimeout: silence})
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))

@@ -3,18 +3,19 @@
 // served it (same origin):
 //   GET  /api/devices                 who is logged in (401 → login page) and first paint
 //   GET  /api/devices/{id}            label kinds for labels first seen live (model.js)
-//   GET  /api/devices/{id}/history    seeds the charts (charts.js)
+//   GET  /api/devices/{id}/history    each label's chart in its range (history.js via charts.js)
+//   GET  /api/devices/{id}/availability a device's online/offline timeline, once opened
 //   WS   /ws[?since=SEQ]              snapshot, events, statuses, logs, command answers (connection.js)
 //   POST /logout                      clears the login cookie
 //
 // The modules: model.js (devices and labels, what is dirty), render.js
-// (cards, once per frame), charts.js (chart drawing and history),
-// commands.js (commands and their answers), connection.js (the WebSocket).
+// (cards, once per frame), charts.js (mounts history.js's charts and feeds
+// them live data), commands.js (commands and their answers), connection.js (the WebSocket).
 // This file wires them together, handles login, and starts the page.
 
 import { state, hooks, onSnapshot, onEvent, onStatus, onLog, setConn } from './model.js';
 import { perf, renderBanner } from './render.js';
-import { seedHistory } from './charts.js';
+import { refreshCharts, pointsOf } from './charts.js';
 import { onAnswer, failPending } from './commands.js';
 import * as connection from './connection.js';
 import { $ } from './dom.js';
@@ -22,8 +23,8 @@ import { $ } from './dom.js';
 const LOGIN_FLAG = 'esp32gw.login-tried';
 
 // A snapshot after a reconnect means the gateway could not replay what was
-// missed (it restarted, or we were away too long): refill the charts.
-hooks.snapshot = (resumed) => seedHistory(resumed);
+// missed (it restarted, or we were away too long): refetch the charts.
+hooks.snapshot = (resumed) => { if (resumed) refreshCharts(); };
 
 connection.handlers.message = (m, first) => {
   switch (m && m.type) {
@@ -112,8 +113,8 @@ window.esp32gw = {
   drop: connection.drop,
   /** perf is the time spent updating the page: flushes, total and max ms; reset() starts over. */
   perf: { get flushes() { return perf.flushes; }, get total() { return perf.total; }, get max() { return perf.max; }, reset() { perf.flushes = 0; perf.total = 0; perf.max = 0; } },
-  /** points is how many chart points a numeric label holds. */
-  points(device, label) { return state.devices.get(device)?.labels.get(label)?.series?.length ?? 0; },
+  /** points is how many points a label's chart holds in its range (live: the last 10 min, history and live readings). */
+  points(device, label) { return pointsOf(state.devices.get(device)?.labels.get(label)); },
 };
 
 start();

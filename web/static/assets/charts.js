@@ -1,130 +1,105 @@
-// charts.js — the dashboard's charts: which canvases are on screen and at
-// what size, drawing them within a frame budget (chart.js paints), and
-// seeding them from GET /api/devices/{id}/history.
+// charts.js — the dashboard's charts, drawn by history.js: one history chart
+// per label (range picker live … 1 y, drag to zoom, hover for values; a line
+// or min/max band for numbers, a timeline of states for on/off and text
+// labels) and, once opened, each device's online/offline timeline. This
+// module mounts them into the cards render.js builds, feeds them the live
+// events and status frames, and destroys them when their label or device
+// leaves the page.
+//
+// Charts fetch GET /api/devices/{id}/history?label=L&from=…&max_points=N
+// and …/availability themselves. A gateway without a history store answers
+// those with 503; the live range then falls back to the recent readings the
+// gateway keeps in memory (…/history?label=L, no from), so live charts still
+// survive a reload.
 
-import { chartColors, drawSpark, fmtNum, fmtSpan } from './chart.js';
-import { state, dirty, hooks, schedule, numberOf, parseTS, display } from './model.js';
-import { setAttr } from './dom.js';
+import { mountLabelHistory, mountAvailability, fetchJSON, RANGES } from './history.js';
+import { state, hooks, parseTS } from './model.js';
 
-const CHART_MIN_INTERVAL_MS = 400; // a chart is redrawn at most this often
-const FRAME_BUDGET_MS = 8;         // chart drawing per frame; the rest waits for the next frame
+const LIVE = RANGES.find((r) => r.name === 'live');
+const LIVE_FROM = `-${LIVE.ms / 60000}m`; // what history.js sends as the live range's from
 
-let colors = null;
+let rangedHistory = true; // false once the gateway answered 503: it keeps no history store
 
-const resizer = new ResizeObserver((entries) => {
-  for (const e of entries) {
-    const lab = e.target._label;
-    if (!lab) continue;
-    const box = e.contentBoxSize && e.contentBoxSize[0];
-    lab.size = box ? [box.inlineSize, box.blockSize] : [e.contentRect.width, e.contentRect.height];
-    lab.chartAt = 0;
-    dirty.charts.add(lab);
-  }
-  schedule();
-});
-
-const viewer = new IntersectionObserver((entries) => {
-  for (const e of entries) {
-    const lab = e.target._label;
-    if (!lab) continue;
-    lab.visible = e.isIntersecting;
-    if (lab.visible) { dirty.charts.add(lab); schedule(); }
-  }
-});
-
-/** observeChart starts tracking the size and visibility of lab's canvas. */
-export function observeChart(lab, canvas) {
-  canvas._label = lab;
-  resizer.observe(canvas);
-  viewer.observe(canvas);
-}
-
-/** unobserveChart stops tracking lab's canvas, if it has one. */
-export function unobserveChart(lab) {
-  if (!lab.canvas) return;
-  resizer.unobserve(lab.canvas);
-  viewer.unobserve(lab.canvas);
-}
-
-hooks.labelGone = unobserveChart;
-
-/** drawCharts redraws the dirty charts that are on screen, within the frame budget. */
-export function drawCharts() {
-  if (!dirty.charts.size) return;
-  colors = colors || chartColors();
-  const start = performance.now();
-  const now = Date.now();
-  let again = false;
-  for (const lab of dirty.charts) {
-    if (!lab.canvas || !lab.series) { dirty.charts.delete(lab); continue; }
-    if (!lab.visible || document.hidden) continue; // drawn when it scrolls into view
-    const t = performance.now();
-    if (t - lab.chartAt < CHART_MIN_INTERVAL_MS || t - start > FRAME_BUDGET_MS) { again = true; continue; }
-    lab.chartAt = t;
-    dirty.charts.delete(lab);
-    const [w, hh] = lab.size;
-    if (!w || !hh) continue;
-    const rng = drawSpark(lab.canvas, lab.series, now, w, hh, colors);
-    const desc = rng
-      ? `${lab.name}, last ${fmtSpan(rng[2])}: now ${display(lab.value)}, min ${fmtNum(rng[0])}, max ${fmtNum(rng[1])}`
-      : `${lab.name}: no data yet`;
-    setAttr(lab.canvas, 'aria-label', desc);
-  }
-  if (again) {
-    // Throttled charts: come back soon, without spinning every frame.
-    setTimeout(schedule, 100);
-  }
-}
-
-/** everyChart marks every chart for drawing (time moves them left). */
-export function everyChart() {
-  for (const dev of state.devices.values()) {
-    for (const lab of dev.labels.values()) if (lab.kind === 'number') dirty.charts.add(lab);
-  }
-}
-
-matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => {
-  colors = null;
-  for (const dev of state.devices.values()) for (const lab of dev.labels.values()) if (lab.kind === 'number') { lab.chartAt = 0; dirty.charts.add(lab); }
-  schedule();
-});
-
-// ---------------------------------------------------------------- history (chart seeds)
-
-let seeding = 0;
-const seedQueue = [];
-
-/** seedHistory fills the charts of devices not seeded yet (all: every
- * device again, after a snapshot that means events were missed). */
-export function seedHistory(all) {
-  for (const dev of state.devices.values()) {
-    if ((dev.seeded && !all) || seedQueue.includes(dev)) continue;
-    if (![...dev.labels.values()].some((l) => l.kind === 'number')) continue;
-    dev.seeded = true;
-    seedQueue.push(dev);
-  }
-  while (seeding < 4 && seedQueue.length) {
-    seeding++;
-    seedOne(seedQueue.shift()).finally(() => { seeding--; seedHistory(false); });
-  }
-}
-
-async function seedOne(dev) {
-  try {
-    const r = await fetch(`/api/devices/${encodeURIComponent(dev.id)}/history`, { credentials: 'same-origin' });
-    if (!r.ok) return;
-    const body = await r.json();
-    const labels = body && body.labels;
-    if (!labels || typeof labels !== 'object') return;
-    for (const [name, points] of Object.entries(labels)) {
-      const lab = dev.labels.get(name);
-      if (!lab || lab.kind !== 'number' || !Array.isArray(points)) continue;
-      for (const p of points) {
-        const n = numberOf(p && p.value);
-        if (n !== null) lab.series.add(parseTS(p.ts), n);
-      }
-      dirty.charts.add(lab);
+/** historyFetch is history.js's fetchJSON, with the live range's fallback. */
+async function historyFetch(url, opts) {
+  const u = new URL(url, location.href);
+  const live = u.pathname.endsWith('/history') && u.searchParams.get('from') === LIVE_FROM && !u.searchParams.has('to');
+  if (!live) return fetchJSON(url, opts);
+  if (rangedHistory) {
+    try {
+      return await fetchJSON(url, opts);
+    } catch (e) {
+      if (!/^503\b/.test(String(e && e.message))) throw e;
+      rangedHistory = false;
     }
-    schedule();
-  } catch { /* the live stream still fills the chart */ }
+  }
+  const label = u.searchParams.get('label') || '';
+  const body = await fetchJSON(`${u.pathname}?label=${encodeURIComponent(label)}`, opts);
+  const to = Date.now(), from = to - LIVE.ms;
+  const points = [];
+  for (const p of (body && Array.isArray(body.points) ? body.points : [])) {
+    if (p && parseTS(p.ts) >= from) points.push({ ts: p.ts, value: p.value });
+  }
+  return { device: body && body.device, label, from: new Date(from).toISOString(), to: new Date(to).toISOString(), resolution: 'raw', points };
+}
+
+// ---------------------------------------------------------------- label charts
+
+/** placeChart puts lab's history chart into its (new) row: the chart it
+ * already has when its kind is unchanged (range and zoom stay), else a new one. */
+export function placeChart(lab, row) {
+  if (lab.hist && lab.histKind !== lab.kind) dropChart(lab);
+  if (!lab.kind) return; // the gateway has not said yet; the row is rebuilt when it does
+  if (lab.hist) {
+    row.append(lab.hist.element);
+    return;
+  }
+  lab.histKind = lab.kind;
+  lab.hist = mountLabelHistory(row, {
+    device: lab.dev.id, label: lab.name, kind: lab.kind, range: lab.range,
+    liveWindow: LIVE.ms, fetchJSON: historyFetch,
+    onRangeChange: (name) => { lab.range = name; },
+  });
+}
+
+/** dropChart destroys lab's chart, if it has one. */
+export function dropChart(lab) {
+  if (!lab.hist) return;
+  lab.hist.destroy();
+  lab.hist = null;
+  lab.histKind = '';
+}
+
+/** pointsOf is how many points lab's chart holds (0 without a chart). */
+export function pointsOf(lab) { return lab && lab.hist ? lab.hist.points : 0; }
+
+// ---------------------------------------------------------------- availability
+
+/** toggleAvailability shows or hides dev's online/offline timeline in box;
+ * it is mounted the first time it is shown. */
+export function toggleAvailability(dev, box, open) {
+  box.hidden = !open;
+  if (open && !dev.avail) dev.avail = mountAvailability(box, { device: dev.id, fetchJSON: historyFetch });
+}
+
+/** dropAvailability destroys dev's timeline, if it has one. */
+export function dropAvailability(dev) {
+  if (!dev.avail) return;
+  dev.avail.destroy();
+  dev.avail = null;
+}
+
+// ---------------------------------------------------------------- live data
+
+hooks.labelGone = dropChart;
+hooks.reading = (lab, ts, value) => { if (lab && lab.hist) lab.hist.addLive(ts, value); };
+hooks.status = (dev, ts, online, reason) => { if (dev.avail) dev.avail.addStatus(ts || undefined, online, reason); };
+
+/** refreshCharts fetches every chart's range again: after a snapshot that
+ * means live events were missed (the gateway restarted, or we were away too long). */
+export function refreshCharts() {
+  for (const dev of state.devices.values()) {
+    if (dev.avail) dev.avail.refresh();
+    for (const lab of dev.labels.values()) if (lab.hist) lab.hist.refresh();
+  }
 }

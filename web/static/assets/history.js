@@ -38,6 +38,8 @@ const LIVE_KEEP = 3000;
 const DRAG_PX = 8;
 /** The narrowest range a zoom fetches. */
 const MIN_ZOOM_MS = 2 * SEC;
+/** Live readings redraw a chart at most this often (the window slides every second anyway). */
+const LIVE_DRAW_MS = 250;
 
 const ON_WORDS = new Set(['on', 'true', 'high', 'yes', 'open', 'enabled', 'active']);
 const OFF_WORDS = new Set(['off', 'false', 'low', 'no', 'closed', 'disabled', 'inactive']);
@@ -324,6 +326,7 @@ class HistoryChart {
     this.w = 0; this.h = 0; this.visible = false;
     this.press = null; this.drag = null; this.hover = null;
     this.colors = null; this.frame = 0; this.timer = 0; this.dead = false;
+    this.liveTimer = 0; this.liveAt = 0; // live redraws: throttled, only on screen
     this.segs = [];         // timeline segments as drawn, for hover
     this.skew = 0;          // gateway clock − local clock (ms)
     this.colorOf = new Map(); // text timeline: value → palette index, stable while mounted
@@ -633,7 +636,17 @@ class HistoryChart {
     else if (this.ans && t > this.ans[1]) this.ans[1] = t;
     if (this.state !== 'ready') this.setState('ready');
     if (this.pts.length === 3 || this.pts.length % 100 === 0) this.gapOf();
-    this.queue();
+    this.queueLive();
+  }
+
+  /** queueLive redraws after live readings: only while on screen (coming
+   * into view draws anyway) and at most every LIVE_DRAW_MS, so a page with
+   * hundreds of labels at 10 readings a second stays light. */
+  queueLive() {
+    if (this.dead || !this.visible || document.hidden || this.liveTimer) return;
+    const wait = this.liveAt + LIVE_DRAW_MS - performance.now();
+    const go = () => { this.liveTimer = 0; this.liveAt = performance.now(); this.describe(); this.queue(); };
+    if (wait <= 0) go(); else this.liveTimer = setTimeout(go, wait);
   }
 
   trimLive() {
@@ -1090,6 +1103,7 @@ class HistoryChart {
     if (this.ctrl) this.ctrl.abort();
     if (this.frame) cancelAnimationFrame(this.frame);
     if (this.timer) clearInterval(this.timer);
+    if (this.liveTimer) clearTimeout(this.liveTimer);
     this.ro.disconnect(); this.io.disconnect(); this.mo.disconnect();
     for (const off of this.offs) off();
     if (this.tip) this.tip.remove();
@@ -1105,6 +1119,8 @@ class HistoryChart {
       get range() { return self.range; },
       /** Whether the chart shows a zoomed sub-range. */
       get zoomed() { return !!self.zoom; },
+      /** How many points (or availability intervals) the chart holds now. */
+      get points() { return self.mode === 'availability' ? self.ivs.length : self.pts.length; },
       /** Selects a range by name: live, 1h, 24h, 7d, 30d, 1y. */
       setRange: (name) => self.setRange(name),
       /** Shows [from, to] (ms, Date or RFC 3339), fetched at a finer resolution. */
@@ -1163,7 +1179,7 @@ function mix(a, b, f) {
  *   base       URL prefix of the API (default '')
  *   onRangeChange (name) → void, called when the user picks a range
  *
- * Controller: {element, range, zoomed, setRange(name), addLive(ts, value),
+ * Controller: {element, range, zoomed, points, setRange(name), addLive(ts, value),
  * zoomTo(from, to), resetZoom(), refresh(), redraw(), destroy()}.
  * addLive takes every reading of this label from /ws (ts: ms, Date or RFC
  * 3339; value as received); it is drawn in the live range, appended to raw

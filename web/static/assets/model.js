@@ -10,8 +10,6 @@
 // value no longer fits its kind, makes the page ask GET /api/devices/{id}
 // for the kinds again.
 
-import { Series, fmtNum } from './chart.js';
-
 const LOG_LINES = 500;        // console lines kept per device
 const KINDS_MIN_GAP_MS = 1000; // at most one kinds request per device this often
 
@@ -40,11 +38,10 @@ export class Label {
     this.ts = 0;
     this.kind = '';        // number | onoff | text, from the gateway; '' until it says
     this.on = false;       // for onoff
-    this.series = null;    // for number
     this.el = null;        // row element
-    this.visible = true;   // chart on screen
-    this.chartAt = 0;      // last chart draw (performance.now)
-    this.size = [0, 0];    // chart CSS size from the ResizeObserver
+    this.hist = null;      // its history chart's controller (charts.js)
+    this.histKind = '';    // the kind that chart was mounted for
+    this.range = 'live';   // the range picked for its chart
   }
 }
 
@@ -65,9 +62,9 @@ export class Device {
     this.logsDirty = false;
     this.consoleOpen = false;
     this.cmd = new Map(); // control key → {state: pending|done|failed, text, until}
-    this.seeded = false;
     this.everOffline = false;
     this.kinds = null;    // the kinds request: {busy, again, at}
+    this.avail = null;    // the online/offline timeline's controller, once opened (charts.js)
     this.el = null;
     this.structure = true; // rows or controls must be rebuilt
   }
@@ -111,6 +108,14 @@ function fits(k, v) {
   }
 }
 
+/** fmtNum shows a number: integers as they are, others with at most 3 decimals. */
+export function fmtNum(v) {
+  if (Number.isInteger(v)) return String(v);
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e9 || a < 1e-3)) return v.toPrecision(4);
+  return String(Number(v.toFixed(3)));
+}
+
 export function display(v) {
   if (v === undefined) return '—';
   if (typeof v === 'number') return fmtNum(v);
@@ -124,7 +129,7 @@ export const parseTS = (ts) => (ts ? Date.parse(ts) || 0 : 0);
 // ---------------------------------------------------------------- dirty tracking
 
 /** What must be drawn again; render.js empties it once per frame. */
-export const dirty = { structure: false, devices: new Set(), labels: new Set(), charts: new Set(), banner: true };
+export const dirty = { structure: false, devices: new Set(), labels: new Set(), banner: true };
 
 let scheduler = () => {};
 /** setScheduler names the function that asks for the next frame. */
@@ -134,15 +139,16 @@ export function schedule() { scheduler(); }
 export function markDevice(dev) { dirty.devices.add(dev); schedule(); }
 export function markLabel(lab) {
   dirty.labels.add(lab);
-  if (lab.kind === 'number') dirty.charts.add(lab);
   schedule();
 }
 
 /** Hooks the other modules set: what else happens when the model changes. */
 export const hooks = {
-  labelGone: (lab) => {},     // a label left the page (its chart stops being observed)
+  labelGone: (lab) => {},     // a label left the page (its chart is destroyed)
   deviceGone: (dev) => {},    // a device left the page
   snapshot: (resumed) => {},  // a snapshot was applied; resumed: after a reconnect
+  reading: (lab, ts, value) => {},         // a live event of a label (ts: ms)
+  status: (dev, ts, online, reason) => {}, // a live status frame (ts: ms, or 0 when it has none)
 };
 
 export function setConn(c) {
@@ -185,11 +191,6 @@ function setKind(lab, kind) {
   if (kind === lab.kind) return;
   lab.kind = kind;
   lab.dev.structure = true;
-  if (kind === 'number' && !lab.series) {
-    lab.series = new Series();
-    const n = numberOf(lab.value);
-    if (n !== null && lab.ts) lab.series.add(lab.ts, n);
-  }
   if (kind === 'onoff') lab.on = isOn(lab.value);
   markDevice(lab.dev);
   markLabel(lab);
@@ -206,9 +207,7 @@ function setLabel(dev, name, value, ts, kind) {
   }
   const t = parseTS(ts) || Date.now();
   if (t < lab.ts && lab.value !== undefined) {
-    // An older reading (history or a replay): only the chart wants it.
-    const n = numberOf(value);
-    if (lab.series && n !== null) lab.series.add(t, n);
+    // An older reading (a replay): only the chart wants it (onEvent).
     if (KINDS.has(kind) && kind !== lab.kind) setKind(lab, kind);
     return lab;
   }
@@ -217,10 +216,6 @@ function setLabel(dev, name, value, ts, kind) {
   if (KINDS.has(kind)) setKind(lab, kind);
   else if (!fits(lab.kind, value)) requestKinds(dev);
   if (lab.kind === 'onoff') lab.on = isOn(value);
-  if (lab.kind === 'number') {
-    const n = numberOf(value);
-    if (n !== null) lab.series.add(t, n);
-  }
   if (dev.structure) markDevice(dev);
   markLabel(lab);
   return lab;
@@ -284,7 +279,8 @@ export function onEvent(m) {
   const t = parseTS(m.ts) || Date.now();
   if (t > dev.lastSeen) dev.lastSeen = t;
   if (!dev.online) { dev.online = true; dev.reason = ''; }
-  setLabel(dev, m.label, m.value, m.ts);
+  const lab = setLabel(dev, m.label, m.value, m.ts);
+  hooks.reading(lab, t, m.value);
   markDevice(dev);
 }
 
@@ -299,6 +295,7 @@ export function onStatus(m) {
   dev.reason = online ? '' : (m.reason || '');
   const t = parseTS(m.ts);
   if (online && t > dev.lastSeen) dev.lastSeen = t;
+  hooks.status(dev, t, online, dev.reason);
   markDevice(dev);
 }
 

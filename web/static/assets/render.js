@@ -1,12 +1,12 @@
 // render.js — draws the model: device cards, label rows with their
-// switches and charts, command buttons and answers, the console, the
-// connection banner. Everything is drawn from what model.js marked dirty,
-// once per animation frame, so 50 boards × 5 labels × 10 updates/s cost one
-// short frame each, not thousands of layouts.
+// switches and history charts (charts.js mounts them), command buttons and
+// answers, the console, the connection banner. Everything is drawn from
+// what model.js marked dirty, once per animation frame, so 50 boards × 5
+// labels × 10 updates/s cost one short frame each, not thousands of layouts.
 
 import { state, dirty, hooks, setScheduler, schedule, markDevice, display } from './model.js';
 import { plan, sendCommand } from './commands.js';
-import { observeChart, unobserveChart, drawCharts, everyChart } from './charts.js';
+import { placeChart, toggleAvailability, dropAvailability } from './charts.js';
 import { updateLogSubscription } from './connection.js';
 import { $, h, setText, setAttr, domID } from './dom.js';
 
@@ -35,7 +35,6 @@ function flush() {
   for (const lab of dirty.labels) renderLabel(lab);
   dirty.labels.clear();
   if (dirty.banner) renderBanner();
-  drawCharts();
   const ms = performance.now() - t0;
   perf.flushes++;
   perf.total += ms;
@@ -47,7 +46,7 @@ export const perf = { flushes: 0, total: 0, max: 0 };
 
 setScheduler(scheduleFrame);
 
-hooks.deviceGone = (dev) => { dev.el?.remove(); dev.el = null; };
+hooks.deviceGone = (dev) => { dropAvailability(dev); dev.el?.remove(); dev.el = null; };
 
 // ---------------------------------------------------------------- cards
 
@@ -81,13 +80,23 @@ function buildCard(dev) {
         refs.transport = h('span', { class: 'transport', title: 'transport' }),
         refs.remote = h('span', { class: 'remote', hidden: true }),
         refs.seen = h('span', { class: 'seen' }),
-        refs.reconnects = h('span', { class: 'reconnects' })),
-      refs.reason = h('p', { class: 'reason', hidden: true })),
+        refs.reconnects = h('span', { class: 'reconnects' }),
+        refs.availBtn = h('button', {
+          type: 'button', class: 'avail-btn', 'aria-expanded': 'false', 'aria-controls': `${did}-avail`,
+          title: 'When was this board online? Show its online/offline timeline',
+        }, 'availability')),
+      refs.reason = h('p', { class: 'reason', hidden: true }),
+      refs.avail = h('div', { class: 'avail', id: `${did}-avail`, role: 'region', 'aria-label': `Availability of ${dev.id}`, hidden: true })),
     refs.labels = h('ul', { class: 'labels', 'aria-label': 'Readings' }),
     refs.commands = h('div', { class: 'commands', hidden: true }),
     refs.console = h('details', { class: 'console' },
       h('summary', {}, 'Serial console'),
       refs.log = h('pre', { class: 'log', role: 'log', 'aria-label': `Console of ${dev.name}`, tabindex: '0' })));
+  refs.availBtn.addEventListener('click', () => {
+    const open = refs.availBtn.getAttribute('aria-expanded') !== 'true';
+    refs.availBtn.setAttribute('aria-expanded', String(open));
+    toggleAvailability(dev, refs.avail, open);
+  });
   refs.console.addEventListener('toggle', () => {
     dev.consoleOpen = refs.console.open;
     dev.logsDirty = true;
@@ -102,10 +111,7 @@ function buildCard(dev) {
 function buildRows(dev) {
   dev.structure = false;
   const r = dev.refs;
-  for (const lab of dev.labels.values()) {
-    if (lab.el) unobserveChart(lab);
-    lab.el = null; lab.canvas = null;
-  }
+  for (const lab of dev.labels.values()) lab.el = null;
   const p = plan(dev);
   dev.plan = p;
   const rows = [];
@@ -116,11 +122,6 @@ function buildRows(dev) {
       h('div', { class: 'lhead' },
         h('span', { class: 'lname', id: `${lid}-n` }, lab.name),
         refs.value = h('span', { class: 'lvalue', 'aria-labelledby': `${lid}-n` })));
-    if (lab.kind === 'number') {
-      refs.canvas = h('canvas', { class: 'spark', role: 'img', 'aria-label': `${lab.name}: no data yet` });
-      row.append(refs.canvas);
-      observeChart(lab, refs.canvas);
-    }
     if (p.switches.has(lab)) {
       const key = `label:${lab.name}`;
       refs.sw = h('button', {
@@ -136,10 +137,10 @@ function buildRows(dev) {
       row.firstChild.append(refs.sw);
       row.append(refs.status);
     }
-    lab.el = row; lab.refs = refs; lab.canvas = refs.canvas || null; lab.chartAt = 0;
+    placeChart(lab, row);
+    lab.el = row; lab.refs = refs;
     rows.push(row);
     dirty.labels.add(lab);
-    if (lab.kind === 'number') dirty.charts.add(lab);
   }
   r.labels.replaceChildren(...rows);
   r.labels.hidden = rows.length === 0;
@@ -231,10 +232,10 @@ function renderLabel(lab) {
   if (typeof lab.value !== 'string' || text.length > 40) setAttr(r.value, 'title', text);
 }
 
-// Every second: "last seen" texts, "done" marks fading, charts sliding left, the banner countdown.
+// Every second: "last seen" texts, "done" marks fading, the banner countdown
+// (live charts slide by themselves).
 setInterval(() => {
   for (const dev of state.devices.values()) dirty.devices.add(dev);
-  everyChart();
   if (state.conn === 'reconnecting' || state.conn === 'offline') dirty.banner = true;
   schedule();
 }, 1000);

@@ -1,4 +1,4 @@
-package web_test
+package contracttest
 
 // Helpers that drive a headless Chromium against the real gateway binary for
 // dashboard_test.go. A browser is one Chromium process per test; a page is
@@ -266,7 +266,7 @@ func (p *chromePage) screenshot(dir, name string) string {
 	}
 	if docs := os.Getenv("ESP32GW_SCREENSHOTS"); docs != "" && docsScreenshots[name] {
 		if !filepath.IsAbs(docs) {
-			docs = filepath.Join("..", docs) // tests run in web/
+			docs = filepath.Join("..", "..", docs) // tests run in internal/contracttest/
 		}
 		if err := os.MkdirAll(docs, 0o755); err != nil {
 			p.t.Fatal(err)

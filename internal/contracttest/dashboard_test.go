@@ -1,12 +1,12 @@
-package web_test
+package contracttest
 
 // The dashboard in a real headless Chromium against the real binary with
 // simulated boards: login, live values, commands between two pages, the
 // serial console, reconnect and resume, phone layout, no outside requests,
 // screenshots. Skipped without Chromium; failed when CI is set.
 //
-//	go test ./web -run Dashboard -v
-//	ESP32GW_SCREENSHOTS=docs go test ./web -run TestDashboardLive   # refresh docs/*.png
+//	go test ./internal/contracttest -run Dashboard -v
+//	ESP32GW_SCREENSHOTS=docs go test ./internal/contracttest -run TestDashboardLive   # refresh docs/*.png
 
 import (
 	"encoding/json"

@@ -1,8 +1,10 @@
-package main_test
+package contracttest
+
+// The end-to-end tests that lived beside main: one gateway with simulated
+// boards, driven the way a browser and an HTTP client drive it.
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 const e2eConfig = `
@@ -32,8 +35,8 @@ devices:
     command_format: json
 `
 
-// frame is any server → browser message.
-type frame struct {
+// e2eFrame is any server → browser message, as these tests read it.
+type e2eFrame struct {
 	Type    string          `json:"type"`
 	Seq     uint64          `json:"seq"`
 	Device  string          `json:"device"`
@@ -42,6 +45,7 @@ type frame struct {
 	ID      string          `json:"id"`
 	Error   string          `json:"error"`
 	Online  bool            `json:"online"`
+	Line    string          `json:"line"`
 	Gateway string          `json:"gateway"`
 	Devices []struct {
 		ID       string                     `json:"id"`
@@ -52,38 +56,43 @@ type frame struct {
 	} `json:"devices"`
 }
 
-func read(t *testing.T, c *websocket.Conn) frame {
+// readFrame decodes the next text frame (within 10 s).
+func readFrame(t *testing.T, r *testutil.WSReader) e2eFrame {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var f frame
-	if err := c.ReadJSON(&f); err != nil {
-		t.Fatalf("read frame: %v", err)
+	b := r.Next(t, 10*time.Second)
+	var f e2eFrame
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatalf("frame is not a JSON object: %v: %q", err, b)
 	}
 	return f
 }
 
 // readUntil reads frames until match returns true, at most for 10 s.
-func readUntil(t *testing.T, c *websocket.Conn, what string, match func(frame) bool) frame {
+func readUntil(t *testing.T, r *testutil.WSReader, what string, match func(e2eFrame) bool) e2eFrame {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if f := read(t, c); match(f) {
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("no %s within 10 s", what)
+		}
+		var f e2eFrame
+		if b := r.Next(t, left); json.Unmarshal(b, &f) == nil && match(f) {
 			return f
 		}
 	}
-	t.Fatalf("no %s within 10 s", what)
-	return frame{}
 }
 
 func TestEndToEnd(t *testing.T) {
+	t.Parallel()
 	gw := testgw.Start(t, e2eConfig)
 	if gw.Token == "" {
 		t.Fatalf("no login URL with a token in the log:\n%s", gw.Logs())
 	}
 
 	// Browser A: snapshot first, then events with seq rising by one.
-	a := gw.Dial("/ws")
-	snap := read(t, a)
+	a, ra := browser(t, gw, "/ws")
+	snap := readFrame(t, ra)
 	if snap.Type != "snapshot" || len(snap.Devices) != 2 || snap.Devices[0].ID != "demo" {
 		t.Fatalf("first frame is not the snapshot with both devices: %+v", snap)
 	}
@@ -92,7 +101,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	last := snap.Seq
 	for i := 0; i < 5; i++ {
-		f := readUntil(t, a, "event", func(f frame) bool { return f.Type == "event" })
+		f := readUntil(t, ra, "event", func(f e2eFrame) bool { return f.Type == "event" })
 		if f.Seq != last+1 {
 			t.Fatalf("event seq %d after %d: want a rise by one", f.Seq, last)
 		}
@@ -100,8 +109,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Browser B watches; A toggles the LED; B sees the new state.
-	b := gw.Dial("/ws")
-	snapB := read(t, b)
+	_, rb := browser(t, gw, "/ws")
+	snapB := readFrame(t, rb)
 	var ledBefore string
 	json.Unmarshal(snapB.Devices[0].Labels["ledStatus"], &struct {
 		Value *string `json:"value"`
@@ -109,11 +118,11 @@ func TestEndToEnd(t *testing.T) {
 	if err := a.WriteJSON(map[string]any{"type": "command", "id": "c1", "device": "demo", "label": "led", "value": "toggle"}); err != nil {
 		t.Fatal(err)
 	}
-	ack := readUntil(t, a, "ack", func(f frame) bool { return f.ID == "c1" })
+	ack := readUntil(t, ra, "ack", func(f e2eFrame) bool { return f.ID == "c1" })
 	if ack.Type != "ack" {
 		t.Fatalf("command answered with %+v, want ack", ack)
 	}
-	changed := readUntil(t, b, "ledStatus event", func(f frame) bool { return f.Type == "event" && f.Label == "ledStatus" })
+	changed := readUntil(t, rb, "ledStatus event", func(f e2eFrame) bool { return f.Type == "event" && f.Label == "ledStatus" })
 	if want := map[string]string{"LED OFF": `"LED ON"`, "LED ON": `"LED OFF"`}[ledBefore]; string(changed.Value) != want {
 		t.Fatalf("after toggle from %q, browser B saw ledStatus %s, want %s", ledBefore, changed.Value, want)
 	}
@@ -129,13 +138,13 @@ func TestEndToEnd(t *testing.T) {
 	} {
 		a.WriteJSON(tc.msg)
 		id := tc.msg["id"].(string)
-		f := readUntil(t, a, "reply to "+id, func(f frame) bool { return f.ID == id })
+		f := readUntil(t, ra, "reply to "+id, func(f e2eFrame) bool { return f.ID == id })
 		if f.Type != "error" || !strings.Contains(f.Error, tc.want) {
 			t.Errorf("reply to %v = %+v, want error containing %q", tc.msg, f, tc.want)
 		}
 	}
 	a.WriteMessage(websocket.TextMessage, []byte(`{"type":"command",`))
-	if f := readUntil(t, a, "reply to malformed JSON", func(f frame) bool { return f.Type == "error" }); !strings.Contains(f.Error, "bad message") {
+	if f := readUntil(t, ra, "reply to malformed JSON", func(f e2eFrame) bool { return f.Type == "error" }); !strings.Contains(f.Error, "bad message") {
 		t.Errorf("malformed JSON answered with %+v", f)
 	}
 
@@ -162,20 +171,6 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// SIGINT: browsers get a close frame (1001) and the process exits 0 within 5 s.
-	closed := make(chan int, 1)
-	go func() {
-		for {
-			if _, _, err := b.ReadMessage(); err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					closed <- ce.Code
-				} else {
-					closed <- -1
-				}
-				return
-			}
-		}
-	}()
 	err, took := gw.Stop()
 	if err != nil {
 		t.Fatalf("exit after SIGINT: %v\n%s", err, gw.Logs())
@@ -183,8 +178,10 @@ func TestEndToEnd(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("exit took %v after SIGINT, contract says within 5 s", took)
 	}
-	if code := <-closed; code != websocket.CloseGoingAway {
-		t.Errorf("browser saw close code %d on shutdown, want 1001", code)
+	if err, ok := rb.Closed(5 * time.Second); !ok {
+		t.Error("browser B not closed at shutdown")
+	} else if code, _ := closeCode(err); code != websocket.CloseGoingAway {
+		t.Errorf("browser saw close code %d on shutdown (%v), want 1001", code, err)
 	}
 	if n := strings.Count(gw.Logs(), gw.Token); n != 1 {
 		t.Errorf("the token appears %d times in the log, want only in the login line", n)
@@ -192,12 +189,13 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestResumeSince(t *testing.T) {
+	t.Parallel()
 	gw := testgw.Start(t, e2eConfig)
-	c := gw.Dial("/ws")
-	snap := read(t, c)
+	c, rc := browser(t, gw, "/ws")
+	snap := readFrame(t, rc)
 	var last uint64 = snap.Seq
 	for i := 0; i < 3; i++ {
-		last = readUntil(t, c, "event", func(f frame) bool { return f.Type == "event" }).Seq
+		last = readUntil(t, rc, "event", func(f e2eFrame) bool { return f.Type == "event" }).Seq
 	}
 	c.Close()
 
@@ -215,22 +213,24 @@ func TestResumeSince(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	r := gw.Dial(fmt.Sprintf("/ws?since=%d", last))
+	_, r := browser(t, gw, fmt.Sprintf("/ws?since=%d", last))
 	for i := uint64(1); i <= 10; i++ {
-		f := read(t, r)
+		f := readFrame(t, r)
 		if f.Type != "event" || f.Seq != last+i {
 			t.Fatalf("resumed frame %d = %s seq %d, want event seq %d (no snapshot)", i, f.Type, f.Seq, last+i)
 		}
 	}
 
 	// Too old (or from the future): a fresh snapshot says where we stand.
-	f := read(t, gw.Dial("/ws?since=999999999"))
+	_, rf := browser(t, gw, "/ws?since=999999999")
+	f := readFrame(t, rf)
 	if f.Type != "snapshot" {
 		t.Fatalf("resume from the future got %q first, want snapshot", f.Type)
 	}
 }
 
 func TestAccessControl(t *testing.T) {
+	t.Parallel()
 	gw := testgw.Start(t, e2eConfig)
 	dial := func(path string, h http.Header) int {
 		c, resp, err := websocket.DefaultDialer.Dial(gw.WSURL(path), h)
@@ -317,46 +317,10 @@ func TestAccessControl(t *testing.T) {
 	}
 }
 
-func TestCompatEndpoint(t *testing.T) {
-	gw := testgw.Start(t, e2eConfig)
-	c := gw.Dial("/ws/devices/demo")
-	seen := map[string]bool{}
-	deadline := time.Now().Add(10 * time.Second)
-	for !(seen["count"] && seen["ledStatus"]) && time.Now().Before(deadline) {
-		c.SetReadDeadline(deadline)
-		_, data, err := c.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(data, &m); err != nil || len(m) != 2 || m["label"] == nil || m["value"] == nil {
-			t.Fatalf("compat frame %s is not exactly {label, value}", data)
-		}
-		var label string
-		json.Unmarshal(m["label"], &label)
-		seen[label] = true
-	}
-	if !seen["ledStatus"] {
-		t.Fatal("compat endpoint did not send the current ledStatus on connect")
-	}
-	// A bare "toggle" text frame is the command, as on the board itself.
-	c.WriteMessage(websocket.TextMessage, []byte("toggle"))
-	for time.Now().Before(deadline) {
-		c.SetReadDeadline(deadline)
-		_, data, err := c.ReadMessage()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.Contains(string(data), `"ledStatus"`) {
-			return
-		}
-	}
-	t.Fatal("toggle over the compatibility endpoint brought no new ledStatus")
-}
-
 // TestRestartKeepsHistory: a clean restart keeps each label's history for
 // the charts and never reuses sequence numbers.
 func TestRestartKeepsHistory(t *testing.T) {
+	t.Parallel()
 	gw := testgw.Start(t, e2eConfig)
 	type history struct {
 		Points []struct {
@@ -383,8 +347,8 @@ func TestRestartKeepsHistory(t *testing.T) {
 	if len(after.Points) < len(before.Points) {
 		t.Fatalf("after restart the count history has %d points, before it had %d", len(after.Points), len(before.Points))
 	}
-	c := gw.Dial("/ws")
-	snap := read(t, c)
+	_, rc := browser(t, gw, "/ws")
+	snap := readFrame(t, rc)
 	lastBefore := before.Points[len(before.Points)-1].Seq
 	if snap.Seq < lastBefore {
 		t.Fatalf("seq went back from %d to %d across a restart", lastBefore, snap.Seq)
@@ -394,30 +358,18 @@ func TestRestartKeepsHistory(t *testing.T) {
 // TestConsoleShowsRecentLines: a console opened after the board booted still
 // shows the boot line, and only after asking for logs.
 func TestConsoleShowsRecentLines(t *testing.T) {
+	t.Parallel()
 	gw := testgw.Start(t, e2eConfig)
-	c := gw.Dial("/ws")
-	read(t, c) // snapshot
+	c, r := browser(t, gw, "/ws")
+	readFrame(t, r) // snapshot
 	for i := 0; i < 3; i++ {
-		if f := read(t, c); f.Type == "log" {
+		if f := readFrame(t, r); f.Type == "log" {
 			t.Fatalf("log frame before subscribing to logs: %+v", f)
 		}
 	}
 	c.WriteJSON(map[string]any{"type": "subscribe", "devices": []string{"demo"}, "logs": true})
-	var line struct {
-		Type, Device, Line string
+	line := readUntil(t, r, "a recent console line after subscribing with logs:true", func(f e2eFrame) bool { return f.Type == "log" })
+	if line.Device != "demo" || !strings.Contains(line.Line, "booted") {
+		t.Fatalf("first log line %+v, want demo's boot line", line)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		c.SetReadDeadline(deadline)
-		if err := c.ReadJSON(&line); err != nil {
-			t.Fatal(err)
-		}
-		if line.Type == "log" {
-			if line.Device != "demo" || !strings.Contains(line.Line, "booted") {
-				t.Fatalf("first log line %+v, want demo's boot line", line)
-			}
-			return
-		}
-	}
-	t.Fatal("no recent console line after subscribing with logs:true")
 }
