@@ -157,10 +157,8 @@ func TestHistoryBoardTimeAndBackfill(t *testing.T) {
 		}
 		b.send(t, `{"label":"after","value":1}`)
 		histWaitEvent(t, rec, i+1, "bf", "after")
-		select {
-		case <-b.r.done:
-			t.Errorf("the board link closed after a ts that is not a time: %v", b.r.err)
-		default:
+		if err, ended := b.r.Closed(0); ended {
+			t.Errorf("the board link closed after a ts that is not a time: %v", err)
 		}
 		waitOnline(t, g, "bf", true, time.Second)
 	})
