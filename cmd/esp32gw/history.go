@@ -48,6 +48,12 @@ func openHistory(cfg gateway.HistoryConfig, state statedir.Dir, log *slog.Logger
 // version's history.json is taken into the database first, once.
 func (g *runningGateway) restore() {
 	floor := g.state.SeqFloor()
+	defer func() {
+		// Before any board starts: a kill from here on is seen as a crash.
+		if err := g.state.MarkRunning(g.hub.Seq()); err != nil {
+			g.log.Warn("save seq", "err", err)
+		}
+	}()
 	if g.history == nil {
 		g.hub.RestoreLast(nil, floor)
 		return

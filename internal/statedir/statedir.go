@@ -156,6 +156,13 @@ func (d Dir) TakeLegacyHistory() []gateway.Record {
 	return recs
 }
 
+// MarkRunning records, before any reading is accepted, that a run has begun
+// at seq: a run killed before Run's first save still leaves a "running" mark,
+// so the next start adds SeqCrashGap and seq never goes back.
+func (d Dir) MarkRunning(seq uint64) error {
+	return d.writeSeq(seq, "running")
+}
+
 // Run saves hub's seq every SeqSaveEvery until ctx ends.
 func (d Dir) Run(ctx context.Context, hub *gateway.Hub) {
 	t := time.NewTicker(SeqSaveEvery)

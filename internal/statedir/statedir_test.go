@@ -94,3 +94,17 @@ func TestTakeLegacyHistory(t *testing.T) {
 		t.Error("damaged history.json not moved aside")
 	}
 }
+
+// A run killed before its first periodic save still counts as a crash.
+func TestMarkRunningBeforeFirstSave(t *testing.T) {
+	d := New("config.yaml", t.TempDir(), nil)
+	if err := d.writeSeq(40, "clean"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.MarkRunning(40); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.SeqFloor(); f != 40+SeqCrashGap {
+		t.Errorf("floor after a run killed at once: %d, want %d", f, 40+SeqCrashGap)
+	}
+}
