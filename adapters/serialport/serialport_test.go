@@ -344,9 +344,7 @@ func TestUnplugReplugBehindSymlink(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, "usb-Silicon_Labs_CP2102-if00-port0") // as in /dev/serial/by-id
 	b := ptyboard.New(t)
-	if err := os.Symlink(b.Path, link); err != nil {
-		t.Fatal(err)
-	}
+	b.LinkAs(link)
 	g := startGW(t, serialConfig(link), nil)
 	g.waitStatus(true, 5*time.Second)
 	b.Write("{\"label\":\"n\",\"value\":0}\n")
@@ -365,14 +363,8 @@ func TestUnplugReplugBehindSymlink(t *testing.T) {
 		// A new pty behind the same stable name, as udev re-creates the
 		// by-id link when the board comes back.
 		b = ptyboard.New(t)
-		tmp := link + ".new"
-		if err := os.Symlink(b.Path, tmp); err != nil {
-			t.Fatal(err)
-		}
 		start = time.Now()
-		if err := os.Rename(tmp, link); err != nil {
-			t.Fatal(err)
-		}
+		b.LinkAs(link)
 		g.waitStatus(true, 2*time.Second)
 		reopen = append(reopen, time.Since(start))
 		v := fmt.Sprint(round)
@@ -397,9 +389,7 @@ func TestMissingPortWaitsAndReportsOnce(t *testing.T) {
 	})
 	b := ptyboard.New(t)
 	start := time.Now()
-	if err := os.Symlink(b.Path, link); err != nil {
-		t.Fatal(err)
-	}
+	b.LinkAs(link)
 	g.waitStatus(true, 2*time.Second)
 	t.Logf("board found %v after its port appeared", time.Since(start))
 	if n := strings.Count(g.logs.String(), "serial port not found"); n != 1 {

@@ -2,7 +2,6 @@ package contracttest
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,9 +19,7 @@ func TestSerialUnplugReplug(t *testing.T) {
 	t.Parallel()
 	link := filepath.Join(t.TempDir(), "usb-Espressif_USB_JTAG_serial_debug_unit_F4:12:FA-if00")
 	board := ptyboard.New(t)
-	if err := os.Symlink(board.Path, link); err != nil {
-		t.Fatal(err)
-	}
+	board.LinkAs(link)
 	g := testgw.Start(t, fmt.Sprintf(`
 http:
   listen: "127.0.0.1:0"
@@ -101,14 +98,8 @@ devices:
 
 	// Replug behind the same name: back online, readings flow again.
 	board = ptyboard.New(t)
-	tmp := link + ".new"
-	if err := os.Symlink(board.Path, tmp); err != nil {
-		t.Fatal(err)
-	}
 	start = time.Now()
-	if err := os.Rename(tmp, link); err != nil {
-		t.Fatal(err)
-	}
+	board.LinkAs(link)
 	until("online again", 3*time.Second, statusIs("bench", true))
 	reopen := time.Since(start)
 	board.Write("{\"label\":\"temp\",\"value\":22}\n")

@@ -89,6 +89,20 @@ func open(t testing.TB, read bool) *Board {
 	return b
 }
 
+// LinkAs points link at the board's port, replacing what link pointed at in
+// one rename, as udev (re)creates a /dev/serial/by-id link when a board is
+// plugged in.
+func (b *Board) LinkAs(link string) {
+	b.t.Helper()
+	tmp := link + ".new"
+	if err := os.Symlink(b.Path, tmp); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // Write sends bytes from the board to the gateway.
 func (b *Board) Write(s string) {
 	b.t.Helper()
