@@ -64,6 +64,20 @@ const chartsDrawnJS = `[...document.querySelectorAll('canvas.spark')].every(c =>
 	return r.bottom < 0 || r.top > innerHeight || (c.width === Math.round(r.width * devicePixelRatio) && c.getAttribute('aria-label').includes(', min '));
 })`
 
+// startDashboard starts a browser and a gateway with dashDevices behind a
+// login token, and logs a tab named name in (see dashLogin).
+func startDashboard(t *testing.T, name, shots string) (*chrometest.Browser, *testgw.Gateway, *chrometest.Tab) {
+	t.Helper()
+	b := chrometest.Start(t, 1280, 860)
+	g := testgw.Start(t, dashConfig("token", dashDevices))
+	if g.Token == "" {
+		t.Fatalf("the gateway logged no login token:\n%s", g.Logs())
+	}
+	p := newPage(t, b, name)
+	dashLogin(p, g, shots)
+	return b, g, p
+}
+
 // dashLogin opens the dashboard, is shown the login form, tries a wrong token,
 // then logs in with the right one and waits for every card.
 func dashLogin(p *chrometest.Tab, g *testgw.Gateway, shots string) {
@@ -100,14 +114,8 @@ func waitChange(p *chrometest.Tab, what, expr string, timeout time.Duration) (be
 }
 
 func TestDashboardLive(t *testing.T) {
-	b := chrometest.Start(t, 1280, 860)
-	g := testgw.Start(t, dashConfig("token", dashDevices))
-	if g.Token == "" {
-		t.Fatalf("the gateway logged no login token:\n%s", g.Logs())
-	}
-	p := newPage(t, b, "page")
 	dir := t.TempDir()
-	dashLogin(p, g, dir)
+	_, g, p := startDashboard(t, "page", dir)
 
 	// Every card: name, id, transport, online, last seen.
 	for _, d := range []struct{ id, name string }{{"demo", "Demo board"}, {"climate", "Climate sensor"}, {"relays", "Relay board"}, {"lamp", "Desk lamp"}} {
@@ -186,10 +194,7 @@ func TestDashboardLive(t *testing.T) {
 }
 
 func TestDashboardToggleAcrossPages(t *testing.T) {
-	b := chrometest.Start(t, 1280, 860)
-	g := testgw.Start(t, dashConfig("token", dashDevices))
-	a := newPage(t, b, "page A")
-	dashLogin(a, g, "")
+	b, g, a := startDashboard(t, "page A", "")
 	pb := newPage(t, b, "page B")
 	pb.Navigate(g.URL + "/") // the login cookie is shared by the browser profile
 	waitCards(pb, dashIDs...)
@@ -225,10 +230,7 @@ func TestDashboardToggleAcrossPages(t *testing.T) {
 }
 
 func TestDashboardReconnect(t *testing.T) {
-	b := chrometest.Start(t, 1280, 860)
-	g := testgw.Start(t, dashConfig("token", dashDevices))
-	p := newPage(t, b, "page")
-	dashLogin(p, g, "")
+	_, g, p := startDashboard(t, "page", "")
 	chrometest.Eval[bool](p, `(window.__sameDocument = true)`)
 	waitChange(p, "demo count changes", valueJS("demo", "count"), 5*time.Second)
 
