@@ -22,7 +22,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,13 +30,11 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/esp32gw/esp32gw/gateway"
-	"github.com/esp32gw/esp32gw/internal/testgw"
+	"github.com/esp32gw/esp32gw/internal/chrometest"
 )
 
 // huiStep is the stub's raw reading interval; it holds huiDays of them.
@@ -323,13 +320,10 @@ func huiDrawnJS(id string, n int) string {
 	})()`, id, n)
 }
 
-type huiRect struct{ X, Y, W, H float64 }
-
 func TestHistoryUI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives Chromium")
 	}
-	chromium := huiChromium(t)
 	start := time.Now()
 
 	data := newHUIData(time.Now())
@@ -376,21 +370,21 @@ func TestHistoryUI(t *testing.T) {
 		}
 	}
 
-	b := huiStartBrowser(t, chromium)
-	p := b.page()
-	p.viewport(1280, 900, 1, false, "light")
-	p.do("open the test page", chromedp.Navigate(srv.URL+"/"))
+	p := chrometest.Start(t, 1280, 900).NewTab(t)
+	p.Describe = huiDescribe
+	p.SetViewport(1280, 900, "light", chromedp.EmulateScale(1))
+	p.Do("open the test page", chromedp.Navigate(srv.URL+"/"))
 
 	// 1. Everything draws.
-	p.wait("page ready", `window.ready === true`)
+	huiWait(p, "page ready", `window.ready === true`)
 	for _, id := range []string{"temp", "led", "mode", "avail", "live"} {
-		p.wait(id+" drawn", huiDrawnJS(id, 500))
+		huiWait(p, id+" drawn", huiDrawnJS(id, 500))
 	}
-	p.wait("empty chart says so", `document.querySelector('#empty .hist').dataset.state === 'empty' &&
+	huiWait(p, "empty chart says so", `document.querySelector('#empty .hist').dataset.state === 'empty' &&
 		/no data/i.test(document.querySelector('#empty .hist-msg').textContent)`)
-	p.wait("error chart says so", `document.querySelector('#nope .hist').dataset.state === 'error' &&
+	huiWait(p, "error chart says so", `document.querySelector('#nope .hist').dataset.state === 'error' &&
 		/404 unknown device nope/.test(document.querySelector('#nope .hist-msg').textContent)`)
-	if got := huiEval[string](p, `document.querySelector('#temp .hist').dataset.resolution`); got != "5m" && got != "10m" {
+	if got := chrometest.Eval[string](p, `document.querySelector('#temp .hist').dataset.resolution`); got != "5m" && got != "10m" {
 		t.Errorf("24 h of temp at ~1200 px: resolution %q, want buckets of 5m or 10m", got)
 	}
 	q := waitCall("temp 24h", 0, func(q url.Values, path string) bool { return q.Get("label") == "temp" && q.Get("from") == "-24h" })
@@ -401,17 +395,17 @@ func TestHistoryUI(t *testing.T) {
 	waitCall("availability 24h", 0, func(q url.Values, path string) bool {
 		return strings.HasSuffix(path, "/demo/availability") && q.Get("from") == "-24h"
 	})
-	if n := huiEval[int](p, `+document.querySelector('#led .hist').dataset.segments`); n < 3 {
+	if n := chrometest.Eval[int](p, `+document.querySelector('#led .hist').dataset.segments`); n < 3 {
 		t.Errorf("led timeline: %d segments drawn, want several", n)
 	}
-	if n := huiEval[int](p, `+document.querySelector('#mode .hist').dataset.segments`); n < 10 {
+	if n := chrometest.Eval[int](p, `+document.querySelector('#mode .hist').dataset.segments`); n < 10 {
 		t.Errorf("mode timeline over 7 d: %d segments drawn, want many", n)
 	}
-	if n := huiEval[int](p, `+document.querySelector('#avail .hist').dataset.segments`); n < 3 {
+	if n := chrometest.Eval[int](p, `+document.querySelector('#avail .hist').dataset.segments`); n < 3 {
 		t.Errorf("availability over 24 h: %d segments, want online/offline/online", n)
 	}
 	// The led timeline really has "on" pixels (the --hist-on colour).
-	if !huiEval[bool](p, `(() => {
+	if !chrometest.Eval[bool](p, `(() => {
 		const c = document.querySelector('#led canvas'), ctx = c.getContext('2d');
 		ctx.fillStyle = getComputedStyle(c).getPropertyValue('--hist-on').trim();
 		const want = ctx.fillStyle, r = parseInt(want.slice(1, 3), 16), g = parseInt(want.slice(3, 5), 16), b = parseInt(want.slice(5, 7), 16);
@@ -422,35 +416,35 @@ func TestHistoryUI(t *testing.T) {
 	})()`) {
 		t.Error("led timeline: no segment in the on colour")
 	}
-	p.shot("history-light.png")
+	huiShot(p, "history-light.png")
 
 	// 2. The range picker: 7 d fetches from=-7d.
 	n := len(calls())
-	p.click(`#temp .hist-range[data-range="7d"]`)
+	p.Click(`#temp .hist-range[data-range="7d"]`)
 	q = waitCall("temp 7d", n, func(q url.Values, path string) bool { return q.Get("label") == "temp" && q.Get("from") == "-7d" })
 	if q.Get("to") != "" {
 		t.Errorf("temp 7d: to=%q, want none", q.Get("to"))
 	}
-	p.wait("temp 7d drawn", `document.querySelector('#temp .hist').dataset.range === '7d' && document.querySelector('#temp .hist').dataset.resolution === '30m'`)
-	p.wait("temp 7d pixels", huiDrawnJS("temp", 500))
+	huiWait(p, "temp 7d drawn", `document.querySelector('#temp .hist').dataset.range === '7d' && document.querySelector('#temp .hist').dataset.resolution === '30m'`)
+	huiWait(p, "temp 7d pixels", huiDrawnJS("temp", 500))
 
 	// 3. The tooltip on hover: the mean, min, max and the time.
-	r := huiEval[huiRect](p, `(r => ({X: r.x, Y: r.y, W: r.width, H: r.height}))(document.querySelector('#temp canvas').getBoundingClientRect())`)
-	p.mouse(chromedp.MouseMoved, r.X+r.W*0.6, r.Y+r.H*0.4, false)
-	p.wait("tooltip on hover", `(t => !!t && !t.hidden && /mean/.test(t.textContent) && /min .* max/.test(t.textContent) && /\d\d:\d\d/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
-	p.shot("history-light-hover.png")
-	p.mouse(chromedp.MouseMoved, 2, 2, false)
-	p.wait("tooltip gone after leaving", `![...document.querySelectorAll('.hist-tip')].some(t => !t.hidden)`)
+	r := p.Rect("#temp canvas")
+	p.Mouse(chromedp.MouseMoved, r.X+r.W*0.6, r.Y+r.H*0.4, false)
+	huiWait(p, "tooltip on hover", `(t => !!t && !t.hidden && /mean/.test(t.textContent) && /min .* max/.test(t.textContent) && /\d\d:\d\d/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
+	huiShot(p, "history-light-hover.png")
+	p.Mouse(chromedp.MouseMoved, 2, 2, false)
+	huiWait(p, "tooltip gone after leaving", `![...document.querySelectorAll('.hist-tip')].some(t => !t.hidden)`)
 
 	// 4. Drag to zoom: a narrower range, fetched with from/to in unix ms, at a finer resolution.
 	n = len(calls())
 	x0, x1, y := r.X+r.W*0.55, r.X+r.W*0.75, r.Y+r.H*0.5
-	p.mouse(chromedp.MouseMoved, x0, y, false)
-	p.mouse(chromedp.MousePressed, x0, y, true)
+	p.Mouse(chromedp.MouseMoved, x0, y, false)
+	p.Mouse(chromedp.MousePressed, x0, y, true)
 	for k := 1; k <= 6; k++ {
-		p.mouse(chromedp.MouseMoved, x0+(x1-x0)*float64(k)/6, y, true)
+		p.Mouse(chromedp.MouseMoved, x0+(x1-x0)*float64(k)/6, y, true)
 	}
-	p.mouse(chromedp.MouseReleased, x1, y, true)
+	p.Mouse(chromedp.MouseReleased, x1, y, true)
 	q = waitCall("temp zoom", n, func(q url.Values, path string) bool { return q.Get("label") == "temp" && q.Get("to") != "" })
 	zf, err1 := strconv.ParseInt(q.Get("from"), 10, 64)
 	zt, err2 := strconv.ParseInt(q.Get("to"), 10, 64)
@@ -461,63 +455,63 @@ func TestHistoryUI(t *testing.T) {
 	if span > 2*24*time.Hour || span < 12*time.Hour {
 		t.Errorf("zoom across a fifth of a 7 d chart fetched %v, want about 1.4 d", span)
 	}
-	p.wait("zoomed chart drawn", `(h => h.dataset.zoomed === 'true' && h.dataset.state === 'ready' && ['5m', '10m'].includes(h.dataset.resolution))(document.querySelector('#temp .hist'))`)
-	p.wait("reset button shown", `!document.querySelector('#temp .hist-reset').hidden`)
-	p.wait("zoomed pixels", huiDrawnJS("temp", 500))
-	p.shot("history-light-zoomed.png")
+	huiWait(p, "zoomed chart drawn", `(h => h.dataset.zoomed === 'true' && h.dataset.state === 'ready' && ['5m', '10m'].includes(h.dataset.resolution))(document.querySelector('#temp .hist'))`)
+	huiWait(p, "reset button shown", `!document.querySelector('#temp .hist-reset').hidden`)
+	huiWait(p, "zoomed pixels", huiDrawnJS("temp", 500))
+	huiShot(p, "history-light-zoomed.png")
 	// Double-click goes back to the whole range.
 	n = len(calls())
-	p.do("double-click", chromedp.MouseClickXY(r.X+r.W*0.3, y, chromedp.ClickCount(2)))
+	p.Do("double-click", chromedp.MouseClickXY(r.X+r.W*0.3, y, chromedp.ClickCount(2)))
 	waitCall("temp back to 7d", n, func(q url.Values, path string) bool { return q.Get("label") == "temp" && q.Get("from") == "-7d" })
-	p.wait("zoom reset", `(h => !h.dataset.zoomed && h.dataset.resolution === '30m' && document.querySelector('#temp .hist-reset').hidden)(document.querySelector('#temp .hist'))`)
+	huiWait(p, "zoom reset", `(h => !h.dataset.zoomed && h.dataset.resolution === '30m' && document.querySelector('#temp .hist-reset').hidden)(document.querySelector('#temp .hist'))`)
 
 	// 5. The led timeline's tooltip: the state and its times.
-	r = huiEval[huiRect](p, `(r => ({X: r.x, Y: r.y, W: r.width, H: r.height}))(document.querySelector('#led canvas').getBoundingClientRect())`)
-	p.mouse(chromedp.MouseMoved, r.X+r.W*0.5, r.Y+r.H*0.3, false)
-	p.wait("led tooltip", `(t => !!t && /LED (ON|OFF)/.test(t.textContent) && /\d\d:\d\d/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
-	p.shot("history-light-tooltip.png")
-	p.mouse(chromedp.MouseMoved, 2, 2, false)
+	r = p.Rect("#led canvas")
+	p.Mouse(chromedp.MouseMoved, r.X+r.W*0.5, r.Y+r.H*0.3, false)
+	huiWait(p, "led tooltip", `(t => !!t && /LED (ON|OFF)/.test(t.textContent) && /\d\d:\d\d/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
+	huiShot(p, "history-light-tooltip.png")
+	p.Mouse(chromedp.MouseMoved, 2, 2, false)
 
 	// 6. Dark theme: the charts repaint in the dark colours.
-	p.viewport(1280, 900, 1, false, "dark")
-	p.wait("dark background", `getComputedStyle(document.body).backgroundColor === 'rgb(15, 17, 21)'`)
-	p.wait("led repainted in dark", `(() => {
+	p.SetViewport(1280, 900, "dark", chromedp.EmulateScale(1))
+	huiWait(p, "dark background", `getComputedStyle(document.body).backgroundColor === 'rgb(15, 17, 21)'`)
+	huiWait(p, "led repainted in dark", `(() => {
 		const c = document.querySelector('#led canvas'), ctx = c.getContext('2d');
 		const d = ctx.getImageData(0, 0, c.width, c.height).data;
 		for (let i = 0; i < d.length; i += 4) if (d[i] === 0x4a && d[i+1] === 0xde && d[i+2] === 0x80) return true; // --ok dark
 		return false;
 	})()`)
-	p.shot("history-dark.png")
+	huiShot(p, "history-dark.png")
 
 	// 7. Live (in the dark theme): addLive points are drawn and the chart keeps its range.
-	before := huiEval[int](p, `+document.querySelector('#live .hist').dataset.points`)
-	p.do("add live points", chromedp.Evaluate[chromedp.Void](`window.live(30)`))
-	p.wait("live points drawn", fmt.Sprintf(`+document.querySelector('#live .hist').dataset.points > %d`, before))
-	if got := huiEval[string](p, `document.querySelector('#live .hist').dataset.range`); got != "live" {
+	before := chrometest.Eval[int](p, `+document.querySelector('#live .hist').dataset.points`)
+	p.Do("add live points", chromedp.Evaluate[chromedp.Void](`window.live(30)`))
+	huiWait(p, "live points drawn", fmt.Sprintf(`+document.querySelector('#live .hist').dataset.points > %d`, before))
+	if got := chrometest.Eval[string](p, `document.querySelector('#live .hist').dataset.range`); got != "live" {
 		t.Errorf("live chart range %q", got)
 	}
 	// A status frame from /ws ends the open interval of the availability timeline.
-	segs := huiEval[int](p, `+document.querySelector('#avail .hist').dataset.segments`)
-	p.do("add a status", chromedp.Evaluate[chromedp.Void](`window.charts.avail.addStatus(Date.now() - 60000, false, 'link closed: test')`))
-	p.wait("offline segment drawn", fmt.Sprintf(`+document.querySelector('#avail .hist').dataset.segments === %d`, segs+1))
+	segs := chrometest.Eval[int](p, `+document.querySelector('#avail .hist').dataset.segments`)
+	p.Do("add a status", chromedp.Evaluate[chromedp.Void](`window.charts.avail.addStatus(Date.now() - 60000, false, 'link closed: test')`))
+	huiWait(p, "offline segment drawn", fmt.Sprintf(`+document.querySelector('#avail .hist').dataset.segments === %d`, segs+1))
 
 	// 8. A phone: touch; a tap shows the tooltip, a horizontal touch drag zooms.
-	p.viewport(390, 844, 2, true, "light")
-	p.do("reload as phone", chromedp.Navigate(srv.URL+"/"))
-	p.wait("phone ready", `window.ready === true`)
+	p.SetViewport(390, 844, "light", chromedp.EmulateScale(2), chromedp.EmulateMobile, chromedp.EmulateTouch)
+	p.Do("reload as phone", chromedp.Navigate(srv.URL+"/"))
+	huiWait(p, "phone ready", `window.ready === true`)
 	for _, id := range []string{"temp", "led"} {
-		p.wait(id+" drawn on phone", huiDrawnJS(id, 500))
+		huiWait(p, id+" drawn on phone", huiDrawnJS(id, 500))
 	}
-	if w := huiEval[int](p, `document.querySelector('#temp canvas').width`); w < 500 {
+	if w := chrometest.Eval[int](p, `document.querySelector('#temp canvas').width`); w < 500 {
 		t.Errorf("phone at devicePixelRatio 2: canvas is %d device px wide, want twice its CSS width", w)
 	}
-	r = huiEval[huiRect](p, `(r => ({X: r.x, Y: r.y, W: r.width, H: r.height}))(document.querySelector('#led canvas').getBoundingClientRect())`)
-	p.do("tap the led timeline", chromedp.TapXY(r.X+r.W*0.7, r.Y+r.H*0.3))
-	p.wait("tooltip on tap", `(t => !!t && /LED (ON|OFF)/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
-	p.shot("history-phone.png")
-	r = huiEval[huiRect](p, `(r => ({X: r.x, Y: r.y, W: r.width, H: r.height}))(document.querySelector('#temp canvas').getBoundingClientRect())`)
+	r = p.Rect("#led canvas")
+	p.Do("tap the led timeline", chromedp.TapXY(r.X+r.W*0.7, r.Y+r.H*0.3))
+	huiWait(p, "tooltip on tap", `(t => !!t && /LED (ON|OFF)/.test(t.textContent))(document.querySelector('.hist-tip:not([hidden])'))`)
+	huiShot(p, "history-phone.png")
+	r = p.Rect("#temp canvas")
 	n = len(calls())
-	p.touchDrag(r.X+r.W*0.4, r.X+r.W*0.8, r.Y+r.H*0.5)
+	huiTouchDrag(p, r.X+r.W*0.4, r.X+r.W*0.8, r.Y+r.H*0.5)
 	q = waitCall("touch zoom", n, func(q url.Values, path string) bool { return q.Get("label") == "temp" && q.Get("to") != "" })
 	if zf, _ := strconv.ParseInt(q.Get("from"), 10, 64); time.Since(time.UnixMilli(zf)) > 24*time.Hour {
 		t.Errorf("touch zoom on a 24 h chart fetched from %v", time.UnixMilli(zf))
@@ -537,161 +531,26 @@ func TestHistoryUI(t *testing.T) {
 	if len(calls()) > 40 {
 		t.Errorf("%d API calls; want only what the steps need: %q", len(calls()), calls())
 	}
-	p.checkClean()
+	for _, e := range p.Problems("exception", "console.error", "console.warning", "console.assert") {
+		t.Errorf("browser: %s", e)
+	}
 	t.Logf("%d API calls, %v", len(calls()), time.Since(start).Round(time.Millisecond))
 }
 
-// ---------------------------------------------------------------- a small Chromium driver
+// ---------------------------------------------------------------- browser helpers
 
-func huiChromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("ESP32GW_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	return testgw.Require(t, "chromium")
+// huiDescribe describes the charts for a failure message.
+const huiDescribe = `JSON.stringify([...document.querySelectorAll('.hist')].map(h => ({...h.dataset, msg: h.querySelector('.hist-msg').textContent})))`
+
+// huiWait polls a JavaScript expression until it is true (5 s at most).
+func huiWait(p *chrometest.Tab, what, expr string) {
+	p.T().Helper()
+	p.WaitFor(what, expr, 5*time.Second)
 }
 
-type huiBrowser struct {
-	t   *testing.T
-	ctx context.Context
-}
-
-func huiStartBrowser(t *testing.T, path string) *huiBrowser {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium %s: %v", path, err)
-	}
-	return &huiBrowser{t: t, ctx: ctx}
-}
-
-type huiTab struct {
-	t   *testing.T
-	ctx context.Context
-
-	mu     sync.Mutex
-	errors []string // console errors and uncaught exceptions
-}
-
-func (b *huiBrowser) page() *huiTab {
-	p := &huiTab{t: b.t}
-	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithListener(func(ev any) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			p.errors = append(p.errors, "exception: "+(&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning || ev.Type == runtime.ConsoleAPICalledTypeAssert {
-				var args []string
-				for _, a := range ev.Args {
-					args = append(args, string(a.Value)+a.Description)
-				}
-				p.errors = append(p.errors, fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " ")))
-			}
-		}
-	}))
-	b.t.Cleanup(cancel)
-	p.ctx = ctx
-	if err := chromedp.Do(ctx); err != nil {
-		b.t.Fatalf("open tab: %v", err)
-	}
-	return p
-}
-
-func (p *huiTab) checkClean() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, e := range p.errors {
-		p.t.Errorf("browser: %s", e)
-	}
-}
-
-func (p *huiTab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		p.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func huiEval[T any](p *huiTab, expr string) T {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		p.t.Fatalf("eval %s: %v", expr, err)
-	}
-	return v
-}
-
-// wait polls a JavaScript expression until it is true (5 s at most).
-func (p *huiTab) wait(what, expr string) {
-	p.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	var lastErr error
-	for {
-		ctx, cancel := context.WithTimeout(p.ctx, 3*time.Second)
-		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
-		cancel()
-		if err == nil && ok {
-			return
-		}
-		if err != nil {
-			lastErr = err
-		}
-		if time.Now().After(deadline) {
-			state, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`JSON.stringify([...document.querySelectorAll('.hist')].map(h => ({...h.dataset, msg: h.querySelector('.hist-msg').textContent})))`))
-			p.t.Fatalf("%s: not true within 5s (last error %v): %s\ncharts: %s", what, lastErr, expr, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
-func (p *huiTab) click(sel string) {
-	p.t.Helper()
-	p.wait("visible: "+sel, fmt.Sprintf(`(e => !!e && (e.scrollIntoView({block: 'center'}), true))(document.querySelector(%q))`, sel))
-	p.do("click "+sel, chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible))
-}
-
-// mouse sends one mouse event; down says the left button is held.
-func (p *huiTab) mouse(typ input.DispatchMouseEventType, x, y float64, down bool) {
-	p.t.Helper()
-	p.do(fmt.Sprintf("mouse %s at %.0f,%.0f", typ, x, y), chromedp.MouseEvent(typ, x, y, func(m *input.DispatchMouseEventParams) {
-		if down {
-			m.Button, m.Buttons = input.MouseButtonLeft, 1
-			if typ != chromedp.MouseMoved {
-				m.ClickCount = 1
-			}
-		}
-	}))
-}
-
-// touchDrag drags one finger horizontally from x0 to x1 at y.
-func (p *huiTab) touchDrag(x0, x1, y float64) {
-	p.t.Helper()
+// huiTouchDrag drags one finger horizontally from x0 to x1 at y.
+func huiTouchDrag(p *chrometest.Tab, x0, x1, y float64) {
+	p.T().Helper()
 	touch := func(typ input.DispatchTouchEventType, x float64) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 			pts := []*input.TouchPoint{{X: x, Y: y}}
@@ -707,45 +566,13 @@ func (p *huiTab) touchDrag(x0, x1, y float64) {
 		steps = append(steps, touch(input.DispatchTouchEventTypeTouchMove, x0+(x1-x0)*float64(k)/8))
 	}
 	steps = append(steps, touch(input.DispatchTouchEventTypeTouchEnd, x1))
-	p.do("touch drag", steps...)
+	p.Do("touch drag", steps...)
 }
 
-// viewport sets the size, the device pixel ratio, touch and the colour scheme.
-func (p *huiTab) viewport(w, h int64, scale float64, touch bool, scheme string) {
-	p.t.Helper()
-	opts := []chromedp.EmulateViewportOption{chromedp.EmulateScale(scale)}
-	if touch {
-		opts = append(opts, chromedp.EmulateMobile, chromedp.EmulateTouch)
+// huiShot saves a PNG of the viewport into $ESP32GW_SCREENSHOT_DIR when that is set.
+func huiShot(p *chrometest.Tab, name string) {
+	p.T().Helper()
+	if dir := os.Getenv("ESP32GW_SCREENSHOT_DIR"); dir != "" {
+		p.Screenshot(filepath.Join(dir, name))
 	}
-	p.do("viewport", chromedp.EmulateViewport(w, h, opts...))
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	if _, err := chromedp.Call(ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
-		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
-	}); err != nil {
-		p.t.Fatalf("colour scheme %s: %v", scheme, err)
-	}
-}
-
-// shot saves a PNG of the viewport into $ESP32GW_SCREENSHOT_DIR when that is set.
-func (p *huiTab) shot(name string) {
-	p.t.Helper()
-	dir := os.Getenv("ESP32GW_SCREENSHOT_DIR")
-	if dir == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		p.t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		p.t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Logf("screenshot %s (%d bytes)", path, len(png))
 }

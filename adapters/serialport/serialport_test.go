@@ -1,7 +1,6 @@
 package serialport
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,102 +10,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"go.bug.st/serial/enumerator"
-	"golang.org/x/sys/unix"
 
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/ptyboard"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
-
-// ptyBoard is a fake board: the master side of a real pty. The adapter
-// opens the slave side by path, as it opens /dev/ttyUSB0.
-type ptyBoard struct {
-	t       *testing.T
-	master  *os.File
-	slaveFD *os.File
-	slave   string        // /dev/pts/N
-	lines   chan string   // lines the gateway wrote to the board
-	done    chan struct{} // closed when the line reader has exited
-}
-
-func newBoard(t *testing.T) *ptyBoard {
-	t.Helper()
-	return openBoard(t, true)
-}
-
-// newBoardNoReader is a board that never reads what the gateway writes.
-func newBoardNoReader(t *testing.T) *ptyBoard {
-	t.Helper()
-	return openBoard(t, false)
-}
-
-func openBoard(t *testing.T, read bool) *ptyBoard {
-	t.Helper()
-	ptmx, s, err := pty.Open()
-	if err != nil {
-		t.Fatalf("open pty: %v", err)
-	}
-	// creack/pty hands out a blocking master, whose Read Close cannot wake;
-	// a non-blocking duplicate goes through the runtime poller instead.
-	// Close-on-exec: a gateway process started by the test must not
-	// inherit the master, or closing it here would not hang up the tty.
-	fd, err := unix.FcntlInt(ptmx.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	ptmx.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		t.Fatal(err)
-	}
-	m := os.NewFile(uintptr(fd), "/dev/ptmx")
-	b := &ptyBoard{t: t, master: m, slaveFD: s, slave: s.Name(), lines: make(chan string, 64), done: make(chan struct{})}
-	// The slave stays open here too (the adapter opens it again by path):
-	// reading a master whose slave has no open descriptor fails with EIO.
-	if !read {
-		close(b.done)
-		t.Cleanup(b.unplug)
-		return b
-	}
-	go func() {
-		defer close(b.done)
-		sc := bufio.NewScanner(m)
-		for sc.Scan() { // ends with EIO when the master closes
-			b.lines <- sc.Text()
-		}
-	}()
-	t.Cleanup(b.unplug)
-	return b
-}
-
-// write sends bytes from the board to the gateway.
-func (b *ptyBoard) write(s string) {
-	b.t.Helper()
-	if _, err := b.master.Write([]byte(s)); err != nil {
-		b.t.Fatalf("board write: %v", err)
-	}
-}
-
-// unplug closes the master, as pulling the USB cable hangs up the tty.
-func (b *ptyBoard) unplug() {
-	b.master.Close() // idempotent: a second Close just errors
-	b.slaveFD.Close()
-	<-b.done
-}
-
-// nextLine waits for the next line the gateway wrote to the board.
-func (b *ptyBoard) nextLine(timeout time.Duration) (string, bool) {
-	select {
-	case l := <-b.lines:
-		return l, true
-	case <-time.After(timeout):
-		return "", false
-	}
-}
 
 // gw is a real hub with the serial adapter running against it and one
 // subscriber that asked for logs.
@@ -248,35 +160,16 @@ func countFDs() int {
 	return len(entries)
 }
 
-// esp32Boot is what a classic ESP32 prints on power-on before the sketch's
-// first line: ROM banner, 2nd-stage bootloader with ANSI colour, an Arduino
-// core log line, and line noise.
-var esp32Boot = strings.Join([]string{
-	"\x00\xff\x00\xfe",
-	"ets Jun  8 2016 00:22:57",
-	"",
-	"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)",
-	"configsip: 0, SPIWP:0xee",
-	"mode:DIO, clock div:1",
-	"load:0x3fff0030,len:1184",
-	"entry 0x400805e4",
-	"\x1b[0;32mI (27) boot: ESP-IDF v5.1 2nd stage bootloader\x1b[0m",
-	"[   1234][E][WiFiGeneric.cpp:1583] _eventCallback(): Reason: 2 - AUTH_EXPIRE",
-	"bad utf-8: \xc3\x28 \xff end",
-	"# debug: sensor warming up",
-	"",
-}, "\r\n")
-
 func TestBootNoiseThenJSON(t *testing.T) {
-	b := newBoard(t)
-	g := startGW(t, serialConfig(b.slave), nil)
+	b := ptyboard.New(t)
+	g := startGW(t, serialConfig(b.Path), nil)
 	g.waitStatus(true, 5*time.Second)
 
-	b.write(esp32Boot)
-	b.write("{\"label\":\"temp\",\"value\":21.5}\r\n")
-	b.write("{\"hum\":40,\"ok\":true}\r\n")
-	b.write("[{\"label\":\"led\",\"value\":\"on\"},{\"label\":\"relay1\",\"value\":\"off\"}]\r\n")
-	b.write("{\"label\":\"done\",\"value\":1}\r\n")
+	b.Write(ptyboard.ESP32Boot)
+	b.Write("{\"label\":\"temp\",\"value\":21.5}\r\n")
+	b.Write("{\"hum\":40,\"ok\":true}\r\n")
+	b.Write("[{\"label\":\"led\",\"value\":\"on\"},{\"label\":\"relay1\",\"value\":\"off\"}]\r\n")
+	b.Write("{\"label\":\"done\",\"value\":1}\r\n")
 	g.waitEvent("done", "1", 5*time.Second)
 
 	var got []string
@@ -327,25 +220,25 @@ func containsLine(lines []string, want string) bool {
 }
 
 func TestFramingSurvivesJunk(t *testing.T) {
-	b := newBoard(t)
-	g := startGW(t, serialConfig(b.slave), nil)
+	b := ptyboard.New(t)
+	g := startGW(t, serialConfig(b.Path), nil)
 	g.waitStatus(true, 5*time.Second)
 
 	// A board stuck printing 100 KiB without a newline, then a valid line.
-	b.write(strings.Repeat("A", 100<<10))
-	b.write("\n{\"label\":\"after_long\",\"value\":1}\n")
+	b.Write(strings.Repeat("A", 100<<10))
+	b.Write("\n{\"label\":\"after_long\",\"value\":1}\n")
 	g.waitEvent("after_long", "1", 5*time.Second)
 	// Binary junk (no newline inside), then \r\n endings.
 	junk := make([]byte, 512)
 	for i := range junk {
 		junk[i] = byte(i*7+3) | 0x80
 	}
-	b.write(string(junk) + "\r\n{\"label\":\"crlf\",\"value\":2}\r\n")
+	b.Write(string(junk) + "\r\n{\"label\":\"crlf\",\"value\":2}\r\n")
 	g.waitEvent("crlf", "2", 5*time.Second)
 	// One line written byte by byte: the reader sees it split across reads.
 	line := "{\"label\":\"split\",\"value\":\"a b\"}\r\n"
 	for i := range len(line) {
-		b.write(line[i : i+1])
+		b.Write(line[i : i+1])
 	}
 	g.waitEvent("split", `"a b"`, 5*time.Second)
 	// A line of exactly 4 KiB plus \r\n is kept; one byte more is dropped.
@@ -353,7 +246,7 @@ func TestFramingSurvivesJunk(t *testing.T) {
 		head := `{"label":"exact","value":"`
 		return head + strings.Repeat("x", n-len(head)-2) + `"}`
 	}
-	b.write(pad(MaxLineLen+1) + "\r\n" + pad(MaxLineLen) + "\r\n{\"label\":\"end\",\"value\":3}\n")
+	b.Write(pad(MaxLineLen+1) + "\r\n" + pad(MaxLineLen) + "\r\n{\"label\":\"end\",\"value\":3}\n")
 	g.waitEvent("end", "3", 5*time.Second)
 
 	var exact int
@@ -384,8 +277,8 @@ func TestCommandArrivesAsOneLine(t *testing.T) {
 		{gateway.FormatJSON, gateway.Command{Label: "led", Value: json.RawMessage(`"toggle"`)}, `{"label":"led","value":"toggle"}`},
 	} {
 		t.Run(tc.format, func(t *testing.T) {
-			b := newBoard(t)
-			cfg := serialConfig(b.slave)
+			b := ptyboard.New(t)
+			cfg := serialConfig(b.Path)
 			cfg.CommandFormat = tc.format
 			g := startGW(t, cfg, nil)
 			g.waitStatus(true, 5*time.Second)
@@ -397,13 +290,13 @@ func TestCommandArrivesAsOneLine(t *testing.T) {
 					t.Fatalf("command %d: %v", i, err)
 				}
 				// The ack means written: the line is already on the wire.
-				line, ok := b.nextLine(2 * time.Second)
+				line, ok := b.NextLine(2 * time.Second)
 				if !ok || line != tc.want {
 					t.Fatalf("board got %q (ok=%v), want %q", line, ok, tc.want)
 				}
 			}
 			// A board that is unplugged gets no command: the answer is offline.
-			b.unplug()
+			b.Unplug()
 			g.waitStatus(false, time.Second)
 			err := g.hub.Command(context.Background(), "bench", tc.cmd)
 			if !errors.Is(err, gateway.ErrOffline) {
@@ -414,8 +307,8 @@ func TestCommandArrivesAsOneLine(t *testing.T) {
 }
 
 func TestBoardNotReadingTimesOut(t *testing.T) {
-	b := newBoardNoReader(t) // a sketch that never reads Serial
-	cfg := serialConfig(b.slave)
+	b := ptyboard.NewNoReader(t) // a sketch that never reads Serial
+	cfg := serialConfig(b.Path)
 	long := strings.Repeat("x", 1000)
 	cfg.Commands = []string{long}
 	g := startGW(t, cfg, nil)
@@ -442,7 +335,7 @@ func TestBoardNotReadingTimesOut(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTimeout once the board stops reading", err)
 	}
 	// The link stays up: the board still talks.
-	b.write("{\"label\":\"alive\",\"value\":1}\n")
+	b.Write("{\"label\":\"alive\",\"value\":1}\n")
 	g.waitEvent("alive", "1", 2*time.Second)
 	// Run must still return promptly (checked by stop) with a full buffer.
 }
@@ -450,19 +343,17 @@ func TestBoardNotReadingTimesOut(t *testing.T) {
 func TestUnplugReplugBehindSymlink(t *testing.T) {
 	dir := t.TempDir()
 	link := filepath.Join(dir, "usb-Silicon_Labs_CP2102-if00-port0") // as in /dev/serial/by-id
-	b := newBoard(t)
-	if err := os.Symlink(b.slave, link); err != nil {
-		t.Fatal(err)
-	}
+	b := ptyboard.New(t)
+	b.LinkAs(link)
 	g := startGW(t, serialConfig(link), nil)
 	g.waitStatus(true, 5*time.Second)
-	b.write("{\"label\":\"n\",\"value\":0}\n")
+	b.Write("{\"label\":\"n\",\"value\":0}\n")
 	g.waitEvent("n", "0", 5*time.Second)
 
 	var offline, reopen []time.Duration
 	for round := 1; round <= 3; round++ {
 		start := time.Now()
-		b.unplug()
+		b.Unplug()
 		st := g.waitStatus(false, time.Second) // contract: offline within 1 s
 		offline = append(offline, time.Since(start))
 		if !strings.Contains(st.Reason, "lost") {
@@ -471,19 +362,13 @@ func TestUnplugReplugBehindSymlink(t *testing.T) {
 
 		// A new pty behind the same stable name, as udev re-creates the
 		// by-id link when the board comes back.
-		b = newBoard(t)
-		tmp := link + ".new"
-		if err := os.Symlink(b.slave, tmp); err != nil {
-			t.Fatal(err)
-		}
+		b = ptyboard.New(t)
 		start = time.Now()
-		if err := os.Rename(tmp, link); err != nil {
-			t.Fatal(err)
-		}
+		b.LinkAs(link)
 		g.waitStatus(true, 2*time.Second)
 		reopen = append(reopen, time.Since(start))
 		v := fmt.Sprint(round)
-		b.write("{\"label\":\"n\",\"value\":" + v + "}\n")
+		b.Write("{\"label\":\"n\",\"value\":" + v + "}\n")
 		g.waitEvent("n", v, 5*time.Second)
 	}
 	t.Logf("offline detection after unplug: %v; re-open after replug: %v", offline, reopen)
@@ -502,11 +387,9 @@ func TestMissingPortWaitsAndReportsOnce(t *testing.T) {
 	g.waitFor("offline reason", 3*time.Second, func(m *gateway.Message) bool {
 		return m.Kind == gateway.KindStatus && !m.Online && strings.Contains(m.Reason, "not found")
 	})
-	b := newBoard(t)
+	b := ptyboard.New(t)
 	start := time.Now()
-	if err := os.Symlink(b.slave, link); err != nil {
-		t.Fatal(err)
-	}
+	b.LinkAs(link)
 	g.waitStatus(true, 2*time.Second)
 	t.Logf("board found %v after its port appeared", time.Since(start))
 	if n := strings.Count(g.logs.String(), "serial port not found"); n != 1 {
@@ -515,8 +398,8 @@ func TestMissingPortWaitsAndReportsOnce(t *testing.T) {
 }
 
 func TestSilenceTimeout(t *testing.T) {
-	b := newBoard(t)
-	cfg := serialConfig(b.slave)
+	b := ptyboard.New(t)
+	cfg := serialConfig(b.Path)
 	cfg.SilenceTimeout = gateway.Duration(300 * time.Millisecond)
 	g := startGW(t, cfg, nil)
 	g.waitStatus(true, 5*time.Second)
@@ -527,14 +410,14 @@ func TestSilenceTimeout(t *testing.T) {
 	if err := g.hub.Command(context.Background(), "bench", gateway.Command{Value: json.RawMessage(`"on"`)}); !errors.Is(err, gateway.ErrOffline) {
 		t.Errorf("command to a silent board: %v, want ErrOffline", err)
 	}
-	b.write("{\"label\":\"back\",\"value\":true}\n")
+	b.Write("{\"label\":\"back\",\"value\":true}\n")
 	g.waitStatus(true, 2*time.Second)
 	g.waitEvent("back", "true", 2*time.Second)
 }
 
 func TestMatchReResolvedOnReopen(t *testing.T) {
 	var mu sync.Mutex
-	var current *ptyBoard // the board the fake enumerator reports
+	var current *ptyboard.Board // the board the fake enumerator reports
 	list := func() ([]*enumerator.PortDetails, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -542,16 +425,16 @@ func TestMatchReResolvedOnReopen(t *testing.T) {
 		if current != nil {
 			out = append(out,
 				&enumerator.PortDetails{Name: "/dev/ttyACM9", IsUSB: true, VID: "303A", PID: "1001", SerialNumber: "other"},
-				&enumerator.PortDetails{Name: current.slave, IsUSB: true, VID: "10C4", PID: "EA60", SerialNumber: "0001"})
+				&enumerator.PortDetails{Name: current.Path, IsUSB: true, VID: "10C4", PID: "EA60", SerialNumber: "0001"})
 		}
 		return out, nil
 	}
-	setBoard := func(b *ptyBoard) {
+	setBoard := func(b *ptyboard.Board) {
 		mu.Lock()
 		current = b
 		mu.Unlock()
 	}
-	setBoard(newBoard(t))
+	setBoard(ptyboard.New(t))
 	cfg := serialConfig("")
 	cfg.Match = &gateway.SerialMatch{VID: "10c4", PID: "ea60", Serial: "0001"}
 	g := startGW(t, cfg, func(p *Port) { p.list = list })
@@ -560,15 +443,15 @@ func TestMatchReResolvedOnReopen(t *testing.T) {
 	// Unplug; the board comes back under another name (ttyUSB0 → ttyUSB1).
 	old := current
 	setBoard(nil)
-	old.unplug()
+	old.Unplug()
 	g.waitStatus(false, time.Second)
-	nb := newBoard(t)
+	nb := ptyboard.New(t)
 	setBoard(nb)
 	g.waitStatus(true, 3*time.Second) // first retry within 1 s
-	nb.write("{\"label\":\"t\",\"value\":1}\n")
+	nb.Write("{\"label\":\"t\",\"value\":1}\n")
 	g.waitEvent("t", "1", 2*time.Second)
-	if !strings.Contains(g.logs.String(), nb.slave) {
-		t.Errorf("log does not name the new port %s", nb.slave)
+	if !strings.Contains(g.logs.String(), nb.Path) {
+		t.Errorf("log does not name the new port %s", nb.Path)
 	}
 }
 

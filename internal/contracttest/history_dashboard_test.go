@@ -18,20 +18,17 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
-	"github.com/chromedp/cdproto/input"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/esp32gw/esp32gw/internal/chrometest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 )
 
@@ -100,97 +97,14 @@ func hdDrawnJS(sel string, n int) string {
 	})()`, sel, n)
 }
 
-type hdTab struct {
-	t   *testing.T
-	ctx context.Context
-
-	mu       sync.Mutex
-	requests []string
-	problems []string // console errors, exceptions, failed loads
-}
-
-func (p *hdTab) record(ev any) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch ev := ev.(type) {
-	case *network.EventRequestWillBeSent:
-		p.requests = append(p.requests, ev.Request.URL)
-	case *runtime.EventExceptionThrown:
-		p.problems = append(p.problems, "exception: "+(&chromedp.ExceptionError{ExceptionDetails: ev.ExceptionDetails}).Error())
-	case *runtime.EventConsoleAPICalled:
-		if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
-			var args []string
-			for _, a := range ev.Args {
-				args = append(args, string(a.Value)+a.Description)
-			}
-			p.problems = append(p.problems, "console."+string(ev.Type)+": "+strings.Join(args, " "))
-		}
-	case *cdplog.EventEntryAdded:
-		if ev.Entry.Level == cdplog.EntryLevelError {
-			p.problems = append(p.problems, fmt.Sprintf("log %s: %s %s", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
-		}
-	}
-}
-
-func (p *hdTab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		p.t.Fatalf("%s: %v", what, err)
-	}
-}
-
-func hdEval[T any](p *hdTab, expr string) T {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 20*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
-	if err != nil {
-		p.t.Fatalf("evaluate %s: %v", expr, err)
-	}
-	return v
-}
-
-func (p *hdTab) wait(what, cond string, timeout time.Duration) {
-	p.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if hdEval[bool](p, `!!(`+cond+`)`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: not within %v (page: %s)", what, timeout,
-				hdEval[string](p, `JSON.stringify({hist: window.__hist, body: document.body.innerText.slice(0, 800)})`))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// rect is an element's box in CSS pixels.
-func (p *hdTab) rect(sel string) (x, y, w, h float64) {
-	p.t.Helper()
-	r := hdEval[[]float64](p, fmt.Sprintf(`(() => { const r = document.querySelector(%q).getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()`, sel))
-	return r[0], r[1], r[2], r[3]
-}
-
-func (p *hdTab) mouse(typ input.DispatchMouseEventType, x, y float64, down bool) {
-	p.t.Helper()
-	p.do(fmt.Sprintf("mouse %s at %.0f,%.0f", typ, x, y), chromedp.MouseEvent(typ, x, y, func(m *input.DispatchMouseEventParams) {
-		if down {
-			m.Button, m.Buttons = input.MouseButtonLeft, 1
-			if typ != chromedp.MouseMoved {
-				m.ClickCount = 1
-			}
-		}
-	}))
-}
+// hdDescribe describes the page for a failure message.
+const hdDescribe = `JSON.stringify({hist: window.__hist, body: document.body.innerText.slice(0, 800)})`
 
 func TestHistoryDashboard(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives Chromium against the built binary")
 	}
-	chromium := chromiumPath(t)
+	chrometest.Require(t)
 
 	g := testgw.Start(t, header("hd", "  auth: none\n")+`  - id: demo
     name: "Demo board"
@@ -232,55 +146,37 @@ func TestHistoryDashboard(t *testing.T) {
 	t.Logf("imported %d readings (%.1f MB) in %v", n, float64(len(body))/1e6, time.Since(start).Round(time.Millisecond))
 
 	// The browser.
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	p := &hdTab{t: t}
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(p.record))
-	t.Cleanup(cancel)
-	p.ctx = ctx
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium %s: %v", chromium, err)
-	}
-	p.do("install the fetch log", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+	p := chrometest.Start(t, 1280, 900).NewTab(t)
+	p.Describe = hdDescribe
+	p.Do("install the fetch log", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: hdFetchLog})
 		return err
 	}))
-	p.do("open the dashboard", chromedp.Navigate(g.URL+"/"))
+	p.Do("open the dashboard", chromedp.Navigate(g.URL+"/"))
 
 	card := `[data-device="demo"]`
 	countSel := card + ` [data-label="count"] .hist`
 	ledSel := card + ` [data-label="ledStatus"] .hist`
-	p.wait("live charts shown", fmt.Sprintf(`window.esp32gw?.state.conn === 'connected' && document.querySelector(%q)?.dataset.range === 'live' && document.querySelector(%q)`, countSel, ledSel), 15*time.Second)
-	p.wait("live count chart drawn", hdDrawnJS(countSel, 200), 10*time.Second)
+	p.WaitFor("live charts shown", fmt.Sprintf(`window.esp32gw?.state.conn === 'connected' && document.querySelector(%q)?.dataset.range === 'live' && document.querySelector(%q)`, countSel, ledSel), 15*time.Second)
+	p.WaitFor("live count chart drawn", hdDrawnJS(countSel, 200), 10*time.Second)
 
 	// 7 d on the numeric chart: a band of buckets over the whole week.
-	p.do("pick 7 d on count", chromedp.Click(chromedp.CSS(countSel+` .hist-range[data-range="7d"]`), chromedp.NodeVisible))
-	p.wait("count over 7 d drawn", fmt.Sprintf(`document.querySelector(%q).dataset.range === '7d' && !document.querySelector(%q).dataset.zoomed && %s`, countSel, countSel, hdDrawnJS(countSel, 2000)), 15*time.Second)
-	res := hdEval[string](p, fmt.Sprintf(`document.querySelector(%q).dataset.resolution`, countSel))
+	p.Do("pick 7 d on count", chromedp.Click(chromedp.CSS(countSel+` .hist-range[data-range="7d"]`), chromedp.NodeVisible))
+	p.WaitFor("count over 7 d drawn", fmt.Sprintf(`document.querySelector(%q).dataset.range === '7d' && !document.querySelector(%q).dataset.zoomed && %s`, countSel, countSel, hdDrawnJS(countSel, 2000)), 15*time.Second)
+	res := chrometest.Eval[string](p, fmt.Sprintf(`document.querySelector(%q).dataset.resolution`, countSel))
 	if _, err := time.ParseDuration(res); err != nil {
 		t.Errorf("count over 7 d (%d readings): resolution %q, want buckets (10m, 15m, …)", n/2, res)
 	}
-	aria := hdEval[string](p, fmt.Sprintf(`document.querySelector(%q + ' canvas').getAttribute('aria-label')`, countSel))
+	aria := chrometest.Eval[string](p, fmt.Sprintf(`document.querySelector(%q + ' canvas').getAttribute('aria-label')`, countSel))
 	t.Logf("count 7 d: resolution %s; %s", res, aria)
 
 	// 7 d on the on/off timeline: evenings on.
-	p.do("pick 7 d on ledStatus", chromedp.Click(chromedp.CSS(ledSel+` .hist-range[data-range="7d"]`), chromedp.NodeVisible))
-	p.wait("ledStatus over 7 d drawn", fmt.Sprintf(`document.querySelector(%q).dataset.range === '7d' && %s`, ledSel, hdDrawnJS(ledSel, 500)), 15*time.Second)
-	if segs := hdEval[int](p, fmt.Sprintf(`+document.querySelector(%q).dataset.segments || 0`, ledSel)); segs < 2*hdDays {
+	p.Do("pick 7 d on ledStatus", chromedp.Click(chromedp.CSS(ledSel+` .hist-range[data-range="7d"]`), chromedp.NodeVisible))
+	p.WaitFor("ledStatus over 7 d drawn", fmt.Sprintf(`document.querySelector(%q).dataset.range === '7d' && %s`, ledSel, hdDrawnJS(ledSel, 500)), 15*time.Second)
+	if segs := chrometest.Eval[int](p, fmt.Sprintf(`+document.querySelector(%q).dataset.segments || 0`, ledSel)); segs < 2*hdDays {
 		t.Errorf("ledStatus over 7 d: %d timeline segments, want at least %d (on every evening)", segs, 2*hdDays)
 	}
-	onPixels := hdEval[int](p, fmt.Sprintf(`(() => {
+	onPixels := chrometest.Eval[int](p, fmt.Sprintf(`(() => {
 		const c = document.querySelector(%q + ' canvas'), ctx = c.getContext('2d');
 		const probe = document.createElement('canvas').getContext('2d');
 		probe.fillStyle = getComputedStyle(c).getPropertyValue('--hist-on').trim();
@@ -295,20 +191,21 @@ func TestHistoryDashboard(t *testing.T) {
 	}
 
 	// Drag across the middle of the numeric chart: a zoomed, finer fetch.
-	before := hdEval[int](p, `window.__hist.length`)
-	x, y, w, h := p.rect(countSel + " canvas")
-	p.mouse(chromedp.MousePressed, x+w*0.45, y+h*0.4, true)
-	p.mouse(chromedp.MouseMoved, x+w*0.5, y+h*0.4, true)
-	p.mouse(chromedp.MouseMoved, x+w*0.55, y+h*0.4, true)
-	p.mouse(chromedp.MouseReleased, x+w*0.55, y+h*0.4, true)
-	p.wait("count zoomed and drawn", fmt.Sprintf(`document.querySelector(%q).dataset.zoomed === 'true' && window.__hist.slice(%d).some(r => r.done && /label=count/.test(r.url) && /[?&]to=/.test(r.url)) && %s`, countSel, before, hdDrawnJS(countSel, 500)), 15*time.Second)
+	before := chrometest.Eval[int](p, `window.__hist.length`)
+	r := p.Rect(countSel + " canvas")
+	x, y, w, h := r.X, r.Y, r.W, r.H
+	p.Mouse(chromedp.MousePressed, x+w*0.45, y+h*0.4, true)
+	p.Mouse(chromedp.MouseMoved, x+w*0.5, y+h*0.4, true)
+	p.Mouse(chromedp.MouseMoved, x+w*0.55, y+h*0.4, true)
+	p.Mouse(chromedp.MouseReleased, x+w*0.55, y+h*0.4, true)
+	p.WaitFor("count zoomed and drawn", fmt.Sprintf(`document.querySelector(%q).dataset.zoomed === 'true' && window.__hist.slice(%d).some(r => r.done && /label=count/.test(r.url) && /[?&]to=/.test(r.url)) && %s`, countSel, before, hdDrawnJS(countSel, 500)), 15*time.Second)
 
 	// The availability timeline of the card.
-	p.do("open availability", chromedp.Click(chromedp.CSS(card+` .avail-btn`), chromedp.NodeVisible))
-	p.wait("availability drawn", hdDrawnJS(card+` .avail .hist`, 200), 15*time.Second)
+	p.Do("open availability", chromedp.Click(chromedp.CSS(card+` .avail-btn`), chromedp.NodeVisible))
+	p.WaitFor("availability drawn", hdDrawnJS(card+` .avail .hist`, 200), 15*time.Second)
 
 	// Every history fetch: max_points ≤ 1000, answered with at most max_points points.
-	p.wait("every answer read", `window.__hist.length > 0 && window.__hist.every(r => r.done)`, 10*time.Second)
+	p.WaitFor("every answer read", `window.__hist.length > 0 && window.__hist.every(r => r.done)`, 10*time.Second)
 	var recs []struct {
 		URL        string
 		Status     int
@@ -316,7 +213,7 @@ func TestHistoryDashboard(t *testing.T) {
 		Intervals  int
 		Resolution string
 	}
-	raw := hdEval[string](p, `JSON.stringify(window.__hist)`)
+	raw := chrometest.Eval[string](p, `JSON.stringify(window.__hist)`)
 	if err := json.Unmarshal([]byte(raw), &recs); err != nil {
 		t.Fatal(err)
 	}
@@ -353,10 +250,7 @@ func TestHistoryDashboard(t *testing.T) {
 	}
 	// The network saw no history request that the fetch log missed, none
 	// without a max_points ≤ 1000.
-	p.mu.Lock()
-	requests, problems := append([]string(nil), p.requests...), append([]string(nil), p.problems...)
-	p.mu.Unlock()
-	for _, raw := range requests {
+	for _, raw := range p.Requests() {
 		u, err := url.Parse(raw)
 		if err != nil || !strings.HasSuffix(u.Path, "/history") {
 			continue
@@ -368,16 +262,10 @@ func TestHistoryDashboard(t *testing.T) {
 			t.Errorf("request to another host: %s", raw)
 		}
 	}
-	for _, pr := range problems {
+	for _, pr := range p.Problems("exception", "console.error", "console.assert", "log") {
 		t.Errorf("browser: %s", pr)
 	}
 	if dir := os.Getenv("ESP32GW_SCREENSHOT_DIR"); dir != "" {
-		png, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(dir+"/history-dashboard.png", png, 0o644); err != nil {
-			t.Error(err)
-		}
+		p.Screenshot(filepath.Join(dir, "history-dashboard.png"))
 	}
 }

@@ -2,48 +2,19 @@ package contracttest
 
 import (
 	"bufio"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
+	"github.com/esp32gw/esp32gw/internal/ptyboard"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 )
-
-// openPty opens a pty whose master Close really hangs up the tty.
-// creack/pty returns a master in blocking mode (it calls Fd() for its
-// ioctls); os.File.Close cannot wake a Read blocked on such a descriptor and
-// only closes it once that Read returns, so a reader goroutine on the master
-// would keep the tty alive and the "unplug" would never happen. A
-// non-blocking duplicate goes through the runtime poller, whose Close wakes
-// the Read and closes the descriptor at once. Close-on-exec, so no gateway
-// process started meanwhile inherits it.
-func openPty() (master, slave *os.File, err error) {
-	m, s, err := pty.Open()
-	if err != nil {
-		return nil, nil, err
-	}
-	fd, err := unix.FcntlInt(m.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-	m.Close()
-	if err == nil {
-		err = syscall.SetNonblock(fd, true)
-	}
-	if err != nil {
-		s.Close()
-		return nil, nil, err
-	}
-	return os.NewFile(uintptr(fd), "/dev/ptmx"), s, nil
-}
 
 // TestSerial plays a board on a pty: JSON lines are events, other lines
 // console log frames (only for browsers that asked), commands arrive as lines.
 func TestSerial(t *testing.T) {
 	t.Parallel()
-	master, slave, err := openPty()
+	master, slave, err := ptyboard.Open()
 	if err != nil {
 		t.Skipf("no pty: %v", err)
 	}
