@@ -47,7 +47,12 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, readingFrame(m.Label, m.Value))
 		return pm, err == nil
 	})
+	defer s.bindConn(r, c)() // logout and a new token close it
 	c.handle = func(data []byte) {
+		if c.viewer {
+			s.log.Debug("compat command from a viewer refused", "device", id)
+			return
+		}
 		cmd := wire.ParseCommand(data)
 		if err := s.hub.Command(c.ctx, id, cmd); err != nil {
 			s.log.Debug("compat command refused", "device", id, "err", err)

@@ -7,14 +7,14 @@ import (
 
 func TestSetToken(t *testing.T) {
 	r := newRig(t)
-	get := func(h http.Header, cookie string) int {
+	get := func(h http.Header, cookie *http.Cookie) int {
 		t.Helper()
 		req, _ := http.NewRequest("GET", r.http.URL+"/api/devices", nil)
 		for k, v := range h {
 			req.Header[k] = v
 		}
-		if cookie != "" {
-			req.AddCookie(&http.Cookie{Name: "esp32gw_token", Value: cookie})
+		if cookie != nil {
+			req.AddCookie(cookie)
 		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -24,20 +24,21 @@ func TestSetToken(t *testing.T) {
 		return resp.StatusCode
 	}
 	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
-	if code := get(bearer(token), ""); code != 200 {
+	if code := get(bearer(token), nil); code != 200 {
 		t.Fatalf("old token before rotation: %d", code)
 	}
+	oldSession := loginCookie(t, r.http.URL, token)
 	const fresh = "fresh-token-9876543210"
 	r.srv.SetToken(fresh)
 	for name, code := range map[string]int{
-		"old bearer":  get(bearer(token), ""),
-		"old cookie":  get(nil, token),
-		"new bearer":  get(bearer(fresh), ""),
-		"new cookie":  get(nil, fresh),
-		"empty token": get(bearer(""), ""),
+		"old bearer":  get(bearer(token), nil),
+		"old session": get(nil, oldSession),
+		"new bearer":  get(bearer(fresh), nil),
+		"new session": get(nil, loginCookie(t, r.http.URL, fresh)),
+		"empty token": get(bearer(""), nil),
 	} {
 		want := 401
-		if name == "new bearer" || name == "new cookie" {
+		if name == "new bearer" || name == "new session" {
 			want = 200
 		}
 		if code != want {

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/esp32gw/esp32gw/gateway"
 )
@@ -29,9 +30,18 @@ type MetricsWriter interface{ WriteMetrics(w io.Writer) }
 
 // Options configure the web server.
 type Options struct {
-	Hub            *gateway.Hub
-	AuthMode       string // "token" (default) or "none"
-	Token          string // required with auth token
+	Hub      *gateway.Hub
+	AuthMode string // "token" (default) or "none"
+	Token    string // required with auth token
+	// ViewerToken logs in read-only sessions (esp32gw token -viewer); "": none yet.
+	ViewerToken string
+	// SessionsFile keeps login sessions across restarts (state_dir/sessions.json);
+	// "": in memory only.
+	SessionsFile string
+	// SessionTTL: a session unused this long ends; 0: DefaultSessionTTL (30 days).
+	SessionTTL time.Duration
+	// MaxSessions bounds the sessions kept; 0: DefaultMaxSessions (1000).
+	MaxSessions    int
 	AllowedOrigins []string
 	Logger         *slog.Logger
 	Metrics        []MetricsWriter
@@ -66,6 +76,7 @@ type Server struct {
 	closed   bool               // Wait has begun: slow browsers are not kept lingering
 	lingers  map[*conn]struct{} // slow browsers waiting to answer their close frame
 	browsers atomic.Int64       // open /ws and compatibility connections
+	sockets  socketSet          // who opened each socket, for logout and token changes
 }
 
 // New builds the server and its routes.
@@ -89,6 +100,12 @@ func New(o Options) *Server {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.auth.token.Store(&o.Token)
+	s.auth.viewer.Store(&o.ViewerToken)
+	if s.auth.enabled() {
+		s.auth.sessions = newSessionStore(o.SessionsFile, o.SessionTTL, o.MaxSessions, s.log)
+	} else {
+		s.auth.sessions = newSessionStore("", o.SessionTTL, o.MaxSessions, s.log)
+	}
 	for _, origin := range o.AllowedOrigins {
 		s.origins[normalizeOrigin(origin)] = true
 	}
@@ -107,10 +124,11 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/devices", s.requireToken(http.HandlerFunc(s.handleDevices)))
 	s.mux.Handle("GET /api/devices/{id}", s.requireToken(http.HandlerFunc(s.handleDevice)))
 	s.mux.Handle("GET /api/devices/{id}/history", s.requireToken(http.HandlerFunc(s.handleHistory)))
-	s.mux.Handle("POST /api/devices/{id}/history", s.requireToken(http.HandlerFunc(s.handleImport)))
+	s.mux.Handle("POST /api/devices/{id}/history", s.requireAdmin("import history", http.HandlerFunc(s.handleImport)))
 	s.mux.Handle("GET /api/devices/{id}/availability", s.requireToken(http.HandlerFunc(s.handleAvailability)))
 	s.mux.Handle("GET /api/export", s.requireToken(http.HandlerFunc(s.handleExport)))
-	s.mux.Handle("POST /api/devices/{id}/command", s.requireToken(http.HandlerFunc(s.handleCommand)))
+	s.mux.Handle("POST /api/devices/{id}/command", s.requireAdmin("send commands", http.HandlerFunc(s.handleCommand)))
+	s.mux.Handle("GET /api/session", s.requireToken(http.HandlerFunc(s.handleSession)))
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -179,16 +197,16 @@ func (s *Server) unlinger(c *conn) {
 	s.closing.Unlock()
 }
 
-// handleIndex serves the dashboard. A login link (/?token=T) sets the
-// session cookie and redirects to / so the token leaves the address bar.
+// handleIndex serves the dashboard. A login link (/?token=T, the admin or
+// the viewer token) starts a session, sets its cookie and redirects to / so
+// the token leaves the address bar.
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("token"); t != "" && s.auth.enabled() {
-		if !s.auth.valid(t) {
+		if !s.login(w, r, t) {
 			s.log.Warn("login with a wrong token", "addr", r.RemoteAddr)
 			http.Redirect(w, r, "/?login=failed", http.StatusSeeOther)
 			return
 		}
-		s.auth.setCookie(w, r)
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return
 	}
@@ -197,11 +215,6 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'")
 	http.ServeFileFS(w, r, s.static, "index.html")
-}
-
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	s.auth.clearCookie(w, r)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // originAllowed: no Origin (a non-browser client), the same origin as the

@@ -50,7 +50,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, b
 		writeError(w, http.StatusForbidden, "cross-site WebSocket refused: add the origin to http.allowed_origins")
 		return r, false
 	}
-	if !s.auth.ok(r, true) {
+	who, authed := s.auth.identify(r, true)
+	if !authed {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="esp32gw"`)
 		writeError(w, http.StatusUnauthorized, "missing or wrong token: use ?token=TOKEN, Authorization: Bearer TOKEN or log in at /")
 		return r, false
@@ -59,7 +60,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, b
 		writeError(w, http.StatusServiceUnavailable, "too many browser connections")
 		return r, false
 	}
-	return r.WithContext(context.WithValue(r.Context(), originCheckedKey{}, true)), true
+	ctx := context.WithValue(context.WithValue(r.Context(), originCheckedKey{}, true), identityKey{}, who)
+	return r.WithContext(ctx), true
 }
 
 // handleWS serves GET /ws: a snapshot (or the missed events after ?since=),
@@ -85,6 +87,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := s.newConn(conn, sub, renderBrowser)
+	defer s.bindConn(r, c)() // logout and a new token close it
 	c.handle = c.handleBrowserMessage
 	c.run(first)
 }
@@ -124,6 +127,7 @@ type conn struct {
 
 	commands gateway.TokenBucket // command rate limit; reader goroutine only
 	logsOn   bool                // the browser subscribed to console lines; reader goroutine only
+	viewer   bool                // a viewer's socket: commands are refused; set before run
 }
 
 type closeMsg struct {
@@ -391,6 +395,10 @@ func (c *conn) handleBrowserMessage(data []byte) {
 	}
 	switch m.Type {
 	case "command":
+		if c.viewer {
+			c.reply(gateway.ErrorFrame(id, "not_allowed: viewer sessions cannot send commands"))
+			return
+		}
 		c.command(id, m)
 	case "subscribe":
 		for _, d := range m.Devices {

@@ -50,6 +50,8 @@ type runningGateway struct {
 	ln      net.Listener // bound by build, so a taken port fails before anything starts
 	token   string
 	tokenAt string // where the token came from: "config", the token file, or "" (auth none)
+	// viewerToken logs in read-only sessions; "" until esp32gw token -viewer makes one.
+	viewerToken string
 
 	// Set by run, used by shutdown.
 	stop    context.CancelFunc // ends boards, the seq saver and the bridge
@@ -69,7 +71,9 @@ type board struct {
 // build constructs the gateway from a validated config: hub and devices,
 // restored state, transports, MQTT bridge, web server, and the bound HTTP
 // listener. Nothing runs yet.
-func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGateway, error) {
+// sessionTTL is how long a login session lasts unused (0: 30 days; tests
+// shorten it, see sessionTTLEnv).
+func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL time.Duration) (*runningGateway, error) {
 	if cfg.GatewayID == "" {
 		host, _ := os.Hostname()
 		cfg.GatewayID = sanitizeID(host)
@@ -84,6 +88,13 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 	var err error
 	if g.token, g.tokenAt, err = g.state.Token(cfg.HTTP); err != nil {
 		return nil, err
+	}
+	sessionsFile := ""
+	if cfg.HTTP.Auth != "none" {
+		if g.viewerToken, err = g.state.ReadViewerToken(); err != nil {
+			return nil, err
+		}
+		sessionsFile = g.state.SessionsPath()
 	}
 	g.history = openHistory(cfg.History, g.state, log)
 	hubOpts := gateway.Options{GatewayID: cfg.GatewayID, Logger: log,
@@ -114,6 +125,9 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger) (*runningGat
 		Hub:            g.hub,
 		AuthMode:       cfg.HTTP.Auth,
 		Token:          g.token,
+		ViewerToken:    g.viewerToken,
+		SessionsFile:   sessionsFile,
+		SessionTTL:     sessionTTL,
 		AllowedOrigins: cfg.HTTP.AllowedOrigins,
 		Logger:         log,
 		Metrics:        metrics,

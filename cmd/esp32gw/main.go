@@ -71,7 +71,7 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{name: "run", args: "[-config FILE] [-log-level LEVEL]", help: "run the gateway", flags: noFlags(runGateway)},
 		{name: "check", args: "[-config FILE]", help: "validate the config and exit", flags: noFlags(checkConfig)},
-		{name: "token", args: "[-config FILE] [-rotate]", help: "print the login URL; -rotate makes a new token", flags: tokenFlags},
+		{name: "token", args: "[-config FILE] [-rotate] [-viewer]", help: "print the login URL; -rotate makes a new token and ends every session; -viewer prints a read-only login URL", flags: tokenFlags},
 		{name: "ports", help: "list serial ports and their USB identity", flags: noFlags(listPorts)},
 		{name: "backup", args: "[-config FILE] BACKUP.db", help: "copy the history database (safe while running)", nargs: 1, flags: noFlags(backupHistory)},
 		{name: "version", help: "print the version", flags: noFlags(printVersion)},
@@ -196,7 +196,7 @@ func runGateway(ctx context.Context, c cli) error {
 	if err != nil {
 		return err
 	}
-	g, err := build(cfg, c.configPath, log)
+	g, err := build(cfg, c.configPath, log, testSessionTTL(c.getenv, log))
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,26 @@ func testStallAfter(getenv func(string) string, log *slog.Logger) time.Duration 
 	return d
 }
 
+// sessionTTLEnv is a test hook, read only by runGateway: how long a login
+// session lasts unused instead of 30 days, so tests can see one expire.
+// Never set it outside tests.
+const sessionTTLEnv = "ESP32GW_TEST_SESSION_TTL"
+
+// testSessionTTL reads sessionTTLEnv: 0 (the default) when unset or unusable.
+func testSessionTTL(getenv func(string) string, log *slog.Logger) time.Duration {
+	v := getenv(sessionTTLEnv)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		log.Warn("ignoring "+sessionTTLEnv, "value", v)
+		return 0
+	}
+	log.Warn("test hook: login sessions end when unused for", "ttl", d)
+	return d
+}
+
 // started is called by run once the listener is bound and every board
 // transport has started: READY=1, then the watchdog and status loop, and
 // the test stall if asked for.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -21,17 +20,16 @@ const tokenCheckEvery = time.Second
 
 // tokenFlags is the token subcommand: print the login URL, reading or
 // creating the token in state_dir as the gateway does; -rotate writes a new
-// one, which a running gateway picks up within tokenCheckEvery.
+// one (and a new viewer token, if there is one), which a running gateway
+// picks up within tokenCheckEvery, ending every session; -viewer prints the
+// read-only login URL, making the viewer token on first use.
 func tokenFlags(fs *flag.FlagSet) func(context.Context, cli) error {
-	rotate := fs.Bool("rotate", false, "token: write a new random token; the old one and cookies made from it stop working")
-	viewer := fs.Bool("viewer", false, "token: print a read-only login URL (not supported yet)")
+	rotate := fs.Bool("rotate", false, "token: write a new random token (and viewer token); every login and session ends")
+	viewer := fs.Bool("viewer", false, "token: print a read-only login URL: its sessions see everything and command nothing")
 	return func(_ context.Context, c cli) error { return printToken(c, *rotate, *viewer) }
 }
 
 func printToken(c cli, rotate, viewer bool) error {
-	if viewer {
-		return errors.New("token -viewer: read-only (viewer) logins are not supported yet; they come with sessions in a later release")
-	}
 	cfg, err := configfile.Load(c.configPath)
 	if err != nil {
 		return err
@@ -47,8 +45,8 @@ func printToken(c cli, rotate, viewer bool) error {
 	base := fmt.Sprintf("%s://%s/", scheme, net.JoinHostPort(host, port))
 	switch {
 	case cfg.HTTP.Auth == "none":
-		if rotate {
-			return fmt.Errorf("token -rotate: %s has http.auth: none; there is no token to rotate", c.configPath)
+		if rotate || viewer {
+			return fmt.Errorf("token: %s has http.auth: none; there are no tokens (every visitor may do everything)", c.configPath)
 		}
 		fmt.Fprintf(c.stderr, "%s has http.auth: none: the dashboard needs no token\n", c.configPath)
 		fmt.Fprintln(c.stdout, base)
@@ -62,36 +60,50 @@ func printToken(c cli, rotate, viewer bool) error {
 		if token, err = dir.RotateToken(); err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stderr, "new token written to %s: a running gateway switches to it within %v; the old token and its logins no longer work\n", dir.TokenPath(), tokenCheckEvery)
+		fmt.Fprintf(c.stderr, "new token written to %s: a running gateway switches to it within %v; the old token, its logins and every session end\n", dir.TokenPath(), tokenCheckEvery)
 	} else if token, _, err = dir.Token(cfg.HTTP); err != nil {
 		return err
+	}
+	if viewer {
+		if token, err = dir.ViewerToken(); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "read-only login URL (viewer token in %s): it sees everything and may command nothing\n", dir.ViewerTokenPath())
 	}
 	fmt.Fprintf(c.stdout, "%s?token=%s\n", base, token)
 	return nil
 }
 
-// tokenWatch is a running gateway's view of its token file, so a token
-// written by esp32gw token -rotate takes effect without a restart.
+// tokenWatch is a running gateway's view of its token files, so a token
+// written by esp32gw token (-rotate, -viewer) takes effect without a restart.
 type tokenWatch struct {
-	mu    sync.Mutex
-	path  string      // the token file; "" when the token is not from it
+	mu     sync.Mutex
+	admin  watchedFile // the token file; path "" when the token is not from it
+	viewer watchedFile // the viewer token file; path "" with auth: none
+}
+
+// watchedFile is one token file as last read.
+type watchedFile struct {
+	path  string
 	token string      // the token in force
 	seen  os.FileInfo // the file as last read; nil: read it next time
 }
 
-// watchToken starts looking at the token file every tokenCheckEvery, when
-// the token came from it (not from the config, not auth: none).
+// watchToken starts looking at the token files every tokenCheckEvery,
+// unless auth is none: the token file when the token came from it (not
+// from the config), the viewer token file always.
 func (g *runningGateway) watchToken(ctx context.Context) {
-	g.ctl.tokens.mu.Lock()
-	g.ctl.tokens.token = g.token
-	if g.cfg.HTTP.Auth != "none" && g.tokenAt != "" && g.tokenAt != "config" {
-		g.ctl.tokens.path = g.tokenAt
-	}
-	on := g.ctl.tokens.path != ""
-	g.ctl.tokens.mu.Unlock()
-	if !on {
+	if g.cfg.HTTP.Auth == "none" {
 		return
 	}
+	g.ctl.tokens.mu.Lock()
+	g.ctl.tokens.admin.token = g.token
+	if g.tokenAt != "" && g.tokenAt != "config" {
+		g.ctl.tokens.admin.path = g.tokenAt
+	}
+	g.ctl.tokens.viewer.token = g.viewerToken
+	g.ctl.tokens.viewer.path = g.state.ViewerTokenPath()
+	g.ctl.tokens.mu.Unlock()
 	g.workers.Go(func() {
 		t := time.NewTicker(tokenCheckEvery)
 		defer t.Stop()
@@ -106,41 +118,53 @@ func (g *runningGateway) watchToken(ctx context.Context) {
 	})
 }
 
-// checkTokenFile re-reads the token file when it changed and, when it
-// holds a new token, makes that the only one accepted.
+// checkTokenFile re-reads the token files that changed; a new token is
+// the only one accepted from then on and ends the sessions it made (a new
+// admin token: every session).
 func (g *runningGateway) checkTokenFile() {
 	w := &g.ctl.tokens
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.path == "" {
-		return
+	if t, ok := g.reread(&w.admin); ok {
+		g.web.SetToken(t)
+		g.log.Info("new login token from the token file; the old token and every session no longer work", "token_file", w.admin.path)
 	}
-	fi, err := os.Stat(w.path)
+	if t, ok := g.reread(&w.viewer); ok {
+		g.web.SetViewerToken(t)
+		g.log.Info("new viewer token from its file; read-only logins made before no longer work", "token_file", w.viewer.path)
+	}
+}
+
+// reread returns f's token when the file holds a new one.
+func (g *runningGateway) reread(f *watchedFile) (string, bool) {
+	if f.path == "" {
+		return "", false
+	}
+	fi, err := os.Stat(f.path)
 	if err != nil {
-		return // removed: the token in force stays until a new file appears
+		return "", false // removed: the token in force stays until a new file appears
 	}
-	if w.seen != nil && os.SameFile(w.seen, fi) && fi.ModTime().Equal(w.seen.ModTime()) && fi.Size() == w.seen.Size() {
-		return
+	if f.seen != nil && os.SameFile(f.seen, fi) && fi.ModTime().Equal(f.seen.ModTime()) && fi.Size() == f.seen.Size() {
+		return "", false
 	}
-	b, err := os.ReadFile(w.path)
+	b, err := os.ReadFile(f.path)
 	if err != nil {
-		g.log.Warn("token file not read", "token_file", w.path, "err", err)
-		return
+		g.log.Warn("token file not read", "token_file", f.path, "err", err)
+		return "", false
 	}
-	w.seen = fi
+	f.seen = fi
 	t := strings.TrimSpace(string(b))
-	if t == "" || t == w.token {
-		return
+	if t == "" || t == f.token {
+		return "", false
 	}
-	w.token = t
-	g.web.SetToken(t)
-	g.log.Info("new login token from the token file; the old token and its logins no longer work", "token_file", w.path)
+	f.token = t
+	return t, true
 }
 
 // setToken makes t the only token accepted (a reloaded http.token).
 func (g *runningGateway) setToken(t string) {
 	g.ctl.tokens.mu.Lock()
-	g.ctl.tokens.token = t
+	g.ctl.tokens.admin.token = t
 	g.ctl.tokens.mu.Unlock()
 	g.web.SetToken(t)
 }

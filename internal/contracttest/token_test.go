@@ -118,8 +118,8 @@ func TestTokenCommand(t *testing.T) {
 	}
 }
 
-// TestTokenCommandRefusals: -viewer is not supported yet, -rotate refuses a
-// token that config.yaml sets, auth: none needs no token.
+// TestTokenCommandRefusals: -rotate refuses a token that config.yaml sets,
+// auth: none needs no token (and has no viewer token).
 func TestTokenCommandRefusals(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -132,12 +132,7 @@ func TestTokenCommandRefusals(t *testing.T) {
 	}
 	base := "state_dir: data\nhttp:\n  listen: \"127.0.0.1:8080\"\n"
 
-	p := write(base)
-	if code, out := run(t, dir, 20*time.Second, "token", "-config", p, "-viewer"); code == 0 || !strings.Contains(out, "not supported yet") {
-		t.Errorf("token -viewer: exit %d, %q; want an error saying it is not supported yet", code, out)
-	}
-
-	p = write(base + "  token: \"from-the-config-0123456789\"\n")
+	p := write(base + "  token: \"from-the-config-0123456789\"\n")
 	if url, _ := tokenCmd(t, dir, "-config", p); url != "http://127.0.0.1:8080/?token=from-the-config-0123456789" {
 		t.Errorf("token with http.token set: %s", url)
 	}
@@ -149,5 +144,8 @@ func TestTokenCommandRefusals(t *testing.T) {
 	code, out := run(t, dir, 20*time.Second, "token", "-config", p)
 	if code != 0 || !strings.Contains(out, "auth: none") || !strings.Contains(out, "http://127.0.0.1:8080/") {
 		t.Errorf("token with auth: none: exit %d, %q", code, out)
+	}
+	if code, out := run(t, dir, 20*time.Second, "token", "-config", p, "-viewer"); code == 0 || !strings.Contains(out, "auth: none") {
+		t.Errorf("token -viewer with auth: none: exit %d, %q; want a refusal naming auth: none", code, out)
 	}
 }

@@ -1,6 +1,8 @@
 // Package statedir keeps what the gateway holds in state_dir across
 // restarts (docs/contract-notes.md, "State"):
 //   - token: the browser token generated on first start (mode 0600);
+//   - viewer_token: the read-only token, made by esp32gw token -viewer (0600);
+//   - sessions.json: login sessions (hashed ids; package web owns the content);
 //   - seq: the newest sequence number and whether the last run ended
 //     cleanly, written every SeqSaveEvery while running;
 //   - history.db: the history database (adapters/history owns its content);
@@ -36,10 +38,12 @@ const (
 
 // File names inside the state directory.
 const (
-	tokenFile     = "token"
-	seqFile       = "seq"
-	historyDB     = "history.db"
-	legacyHistory = "history.json" // before the history database: taken in once
+	tokenFile       = "token"
+	viewerTokenFile = "viewer_token" // esp32gw token -viewer
+	sessionsFile    = "sessions.json"
+	seqFile         = "seq"
+	historyDB       = "history.db"
+	legacyHistory   = "history.json" // before the history database: taken in once
 )
 
 // Dir is a gateway's state directory. Its zero value is not usable; see New.

@@ -2,11 +2,12 @@
 // dependencies, no build step; the page talks only to the gateway that
 // served it (same origin):
 //   GET  /api/devices                 who is logged in (401 → login page) and first paint
+//   GET  /api/session                 {"role":"admin"|"viewer"}: a viewer gets no command controls
 //   GET  /api/devices/{id}            label kinds for labels first seen live (model.js)
 //   GET  /api/devices/{id}/history    each label's chart in its range (history.js via charts.js)
 //   GET  /api/devices/{id}/availability a device's online/offline timeline, once opened
 //   WS   /ws[?since=SEQ]              snapshot, events, statuses, logs, command answers (connection.js)
-//   POST /logout                      clears the login cookie
+//   POST /logout                      ends the session (its sockets close with 1008 "logged out")
 //
 // The modules: model.js (devices and labels, what is dirty), render.js
 // (cards, once per frame), charts.js (mounts history.js's charts and feeds
@@ -98,6 +99,13 @@ async function start(tries = 0) {
     return;
   }
   const body = await r.json();
+  // The role before the first paint, so a viewer never sees a control.
+  try {
+    const who = await fetch('/api/session', { credentials: 'same-origin', cache: 'no-store' });
+    if (who.ok) state.role = (await who.json()).role === 'viewer' ? 'viewer' : 'admin';
+  } catch { /* an older gateway: admin */ }
+  document.body.dataset.role = state.role;
+  $('role').hidden = state.role !== 'viewer';
   onSnapshot({ type: 'snapshot', seq: body.seq, gateway: body.gateway, devices: body.devices });
   connection.connect();
   // Offer "Log out" only when the gateway asks for a login at all.

@@ -1,7 +1,7 @@
 // commands.js — sending commands over the WebSocket and showing their
 // answers (ack or error, or none in time), and which controls a device gets.
 
-import { markDevice } from './model.js';
+import { state, markDevice } from './model.js';
 import { send } from './connection.js';
 
 const COMMAND_TIMEOUT_MS = 5000; // the gateway answers within 2 s; allow for a slow link
@@ -50,10 +50,12 @@ export function failPending(why) {
   }
 }
 
-/** plan decides which controls a device gets: a switch on each "onoff"
+/** plan decides which controls a device gets (none for a viewer): a switch on each "onoff"
  * label when the board takes toggle or on+off, a button for every other
  * allowed command (sent with the device's only state label, if it has one). */
 export function plan(dev) {
+  // A viewer (a read-only login) may command nothing: no switches, no buttons.
+  if (state.role === 'viewer') return { switches: new Set(), buttons: [], buttonLabel: '', explicit: false };
   const has = (c) => dev.commands.includes(c);
   const canSwitch = has('toggle') || (has('on') && has('off'));
   const stateLabels = [...dev.labels.values()].filter((l) => l.kind === 'onoff');

@@ -61,6 +61,8 @@ export function connect() {
     ws = null;
     handlers.lost();
     for (const dev of state.devices.values()) dirty.devices.add(dev);
+    // 1008 "logged out": this session ended (logout elsewhere, token rotated).
+    if (e.code === 1008 && e.reason === 'logged out') { loggedOut(); return; }
     scheduleReconnect(e.code);
   };
 }
@@ -89,6 +91,16 @@ async function probe() {
   } catch {
     if (state.conn !== 'connected') setConn('offline');
   }
+}
+
+/** loggedOut shows the login page when this browser's session ended, and
+ * reconnects when it still has one (another of its sockets' session ended). */
+async function loggedOut() {
+  try {
+    const r = await fetch('/api/devices', { credentials: 'same-origin', cache: 'no-store' });
+    if (r.status === 401) { stop(); handlers.loginNeeded(); return; }
+  } catch { /* the gateway is down: reconnect as usual */ }
+  scheduleReconnect(0);
 }
 
 /** startDelay is how long start() waits before its attempt number tries. */

@@ -28,6 +28,7 @@ export const state = {
   retryAt: 0,
   logs: false,        // subscribed to log lines
   authRequired: false,
+  role: 'admin',      // admin | viewer (GET /api/session): a viewer gets no command controls
 };
 
 export class Label {
