@@ -26,11 +26,17 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown device "+id)
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, lc, err := upgrade(w, r)
 	if err != nil {
 		return
 	}
-	sub, first, err := s.hub.Subscribe(-1, 0)
+	c := s.newConn(ws, lc, func(m *gateway.Message) ([]byte, bool) {
+		if m.Kind != gateway.KindEvent || m.Device != id {
+			return nil, false
+		}
+		return textFrame(readingFrame(m.Label, m.Value)), true
+	})
+	sub, first, err := s.hub.SubscribeQueue(-1, 0, c.kick)
 	if err != nil {
 		closeNow(ws, websocket.CloseGoingAway, "gateway shutting down")
 		return
@@ -40,13 +46,7 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 	for _, m := range first { // one snapshot: turn this device's labels into readings
 		initial = append(initial, snapshotReadings(m, id)...)
 	}
-	c := s.newConn(ws, sub, func(m *gateway.Message) (*websocket.PreparedMessage, bool) {
-		if m.Kind != gateway.KindEvent || m.Device != id {
-			return nil, false
-		}
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, readingFrame(m.Label, m.Value))
-		return pm, err == nil
-	})
+	c.sub = sub
 	c.handle = func(data []byte) {
 		cmd := wire.ParseCommand(data)
 		if err := s.hub.Command(c.ctx, id, cmd); err != nil {
