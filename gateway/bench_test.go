@@ -63,3 +63,67 @@ func BenchmarkPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPublishQueue is BenchmarkPublish with queue subscribers
+// (SubscribeQueue), as the web layer's browsers are: each drained in
+// batches with Take when woken, as a browser's writer does.
+func BenchmarkPublishQueue(b *testing.B) {
+	for _, subs := range []int{10, 100} {
+		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
+			h := newTestHub(b, Options{}, DeviceInfo{ID: "a"})
+			l := mustAttach(b, h, "a", nil)
+			var wg sync.WaitGroup
+			ss := make([]*Subscription, subs)
+			for i := range ss {
+				wake := make(chan struct{}, 1)
+				s, _, err := h.SubscribeQueue(-1, 4096, func() {
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				ss[i] = s
+				wg.Go(func() {
+					var batch []*Message
+					for {
+						select {
+						case <-wake:
+							for {
+								batch = s.Take(batch[:0], 128)
+								clear(batch)
+								if len(batch) < 128 {
+									break
+								}
+							}
+						case <-s.Done():
+							return
+						}
+					}
+				})
+			}
+			values := []Reading{r("temperature", "21.53"), r("humidity", "48.2"), r("count", "12345"), r("ledStatus", `"LED ON"`)}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l.Publish(values[i%len(values)])
+				if i%64 == 63 {
+					for _, s := range ss {
+						for s.Queued() > 1024 {
+							runtime.Gosched()
+						}
+					}
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			if dropped := h.Counters().SlowConsumers.Load(); dropped > 0 {
+				b.Fatalf("%d subscribers dropped: the figures would not include their cost", dropped)
+			}
+			h.Close()
+			wg.Wait()
+		})
+	}
+}

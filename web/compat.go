@@ -26,11 +26,17 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown device "+id)
 		return
 	}
-	ws, err := upgrader.Upgrade(w, r, nil)
+	ws, lc, err := upgrade(w, r)
 	if err != nil {
 		return
 	}
-	sub, first, err := s.hub.Subscribe(-1, 0)
+	c := s.newConn(ws, lc, func(m *gateway.Message) ([]byte, bool) {
+		if m.Kind != gateway.KindEvent || m.Device != id {
+			return nil, false
+		}
+		return textFrame(readingFrame(m.Label, m.Value)), true
+	})
+	sub, first, err := s.hub.SubscribeQueue(-1, 0, c.kick)
 	if err != nil {
 		closeNow(ws, websocket.CloseGoingAway, "gateway shutting down")
 		return
@@ -40,14 +46,8 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 	for _, m := range first { // one snapshot: turn this device's labels into readings
 		initial = append(initial, snapshotReadings(m, id)...)
 	}
-	c := s.newConn(ws, sub, func(m *gateway.Message) (*websocket.PreparedMessage, bool) {
-		if m.Kind != gateway.KindEvent || m.Device != id {
-			return nil, false
-		}
-		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, readingFrame(m.Label, m.Value))
-		return pm, err == nil
-	})
-	defer s.bindConn(r, c)() // logout and a new token close it
+	c.sub = sub
+	c.unbind = s.bindConn(r, c) // logout and a new token close it
 	c.handle = func(data []byte) {
 		if c.viewer {
 			s.log.Debug("compat command from a viewer refused", "device", id)

@@ -2,10 +2,11 @@
 // embedded dashboard, the /ws event stream, the per-device compatibility
 // endpoint, the JSON API, auth, /healthz and /metrics.
 //
-// Each WebSocket connection runs one reader (the handler goroutine) and one
-// writer goroutine that owns every write; both end when the connection
-// closes, the client falls behind, or the hub shuts down. Server.Wait
-// returns once every connection's goroutines have exited.
+// Each WebSocket connection runs one reader goroutine, and a writer that
+// runs only while there is something to write (see conn in ws.go); every
+// write to the socket goes through one lock (wsconn.go). Both end when the
+// connection closes, the client falls behind, or the hub shuts down.
+// Server.Wait returns once every connection's goroutines have exited.
 package web
 
 import (

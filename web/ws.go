@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -20,6 +22,7 @@ import (
 // Browser connection limits (DESIGN.md "Numbers users can rely on").
 const (
 	browserReadLimit  = 16 << 10         // bytes per browser message; over it: close 1009
+	browserReadBuffer = 1 << 10          // bytes; browsers send little, and a longer message is read in pieces
 	browserWriteWait  = 5 * time.Second  // per write; a browser that cannot take a frame this fast is dropped
 	browserPongWait   = 35 * time.Second // read deadline, extended by every pong or message
 	browserPingPeriod = 25 * time.Second // must be shorter than browserPongWait
@@ -28,20 +31,45 @@ const (
 	// (gateway.CommandRate after a burst of gateway.CommandBurst); at most
 	// 16 waiting for their boards at once.
 	maxPendingCommands   = 16
+	maxPendingReplies    = 16   // acks, errors and console lines waiting for the writer; then the reader waits
 	maxBrowserConnsTotal = 2000 // default of limits.browsers: beyond it, new upgrades get 503
+	// maxBatchFrames and maxBatchBytes bound one write: a browser whose
+	// queue holds several frames gets them in one system call, and a batch
+	// stays well below the send buffer's free room (sendQueue: the backlog
+	// is under browserSendBuffer/2 before a write), so the writer never
+	// blocks half-way through a frame on a browser that keeps up, and a
+	// close frame still fits after it.
+	maxBatchFrames = 128
+	maxBatchBytes  = 64 << 10
 )
 
+// writeBufferPool lets gorilla take a write buffer only while it writes a
+// data message, which this package never does (see wsconn.go); so no
+// browser holds one.
+var writeBufferPool sync.Pool
+
 var upgrader = websocket.Upgrader{
-	ReadBufferSize:    4096,
-	WriteBufferSize:   4096,
+	ReadBufferSize:    browserReadBuffer,
+	WriteBufferPool:   &writeBufferPool,
 	HandshakeTimeout:  10 * time.Second,
-	EnableCompression: false,
+	EnableCompression: false, // frames are written pre-framed and uncompressed (textFrame)
 	// The handlers check the Origin (and answer 403) before upgrading; this
 	// repeats the check so the upgrader can never be reached without it.
 	CheckOrigin: func(r *http.Request) bool { return r.Context().Value(originCheckedKey{}) == true },
 }
 
 type originCheckedKey struct{}
+
+// upgrade is upgrader.Upgrade with the socket behind a lockedConn, through
+// which every write to it goes.
+func upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, *lockedConn, error) {
+	h := &hijacker{ResponseWriter: w}
+	ws, err := upgrader.Upgrade(h, r, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ws, h.conn, nil
+}
 
 // admit checks Origin (403) and token (401) before any upgrade.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
@@ -77,48 +105,54 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			since = int64(n)
 		}
 	}
-	conn, err := upgrader.Upgrade(w, r, nil)
+	ws, lc, err := upgrade(w, r)
 	if err != nil {
 		return // the upgrader has answered
 	}
-	sub, first, err := s.hub.Subscribe(since, 0)
+	c := s.newConn(ws, lc, renderBrowser)
+	sub, first, err := s.hub.SubscribeQueue(since, 0, c.kick)
 	if err != nil {
-		closeNow(conn, websocket.CloseGoingAway, "gateway shutting down")
+		closeNow(ws, websocket.CloseGoingAway, "gateway shutting down")
 		return
 	}
-	c := s.newConn(conn, sub, renderBrowser)
-	defer s.bindConn(r, c)() // logout and a new token close it
+	c.sub = sub
+	c.unbind = s.bindConn(r, c) // logout and a new token close it
 	c.handle = c.handleBrowserMessage
 	c.run(first)
 }
 
-// renderBrowser sends every message as its shared, encoded-once frame.
-func renderBrowser(m *gateway.Message) (*websocket.PreparedMessage, bool) {
-	pm, _ := m.Prepared(func(b []byte) any {
-		p, err := websocket.NewPreparedMessage(websocket.TextMessage, b)
-		if err != nil {
-			return (*websocket.PreparedMessage)(nil)
-		}
-		return p
-	}).(*websocket.PreparedMessage)
-	return pm, pm != nil
+// renderBrowser gives every message as its shared frame, encoded and
+// framed once for every browser.
+func renderBrowser(m *gateway.Message) ([]byte, bool) {
+	f, _ := m.Prepared(prepareFrame).([]byte)
+	return f, f != nil
 }
 
-// conn is one browser WebSocket: the handler goroutine reads, one writer
-// goroutine owns every write, command goroutines are bounded by sem and
-// waited for before the connection is released.
+func prepareFrame(data []byte) any { return textFrame(data) }
+
+// conn is one browser WebSocket. One reader goroutine reads (started by
+// run once the HTTP handler has upgraded; the handler returns, so the
+// HTTP server's buffers for the request are released). The writer is not
+// a goroutine per connection but a state: kick starts a flush goroutine
+// when there is something to write and none runs; it writes until nothing
+// is left and ends, so an idle browser costs no writer goroutine. At most
+// one flush runs at a time, so the writer's frames go out in order. The
+// last flush (the one that closes the connection) closes wrote; command
+// goroutines are bounded by sem and waited for before the connection is
+// released.
 type conn struct {
 	s      *Server
 	ws     *websocket.Conn
+	lc     *lockedConn
 	sub    *gateway.Subscription
-	render func(*gateway.Message) (*websocket.PreparedMessage, bool)
+	render func(*gateway.Message) (frame []byte, ok bool) // false: not for this browser
 	handle func(data []byte)
+	queue  *sendQueue // the socket's backlog; nil where the system does not tell
 
-	ctx      context.Context // ends when the connection ends; cancels pending commands
-	cancel   context.CancelFunc
-	replies  chan []byte   // acks and errors for the writer
-	closeReq chan closeMsg // the reader asks the writer to close
-	wrote    chan struct{} // closed when the writer has returned
+	ctx     context.Context // ends when the connection ends; cancels pending commands
+	cancel  context.CancelFunc
+	replies chan []byte   // acks and errors for the writer
+	wrote   chan struct{} // closed when the writer has finished for good
 	// deadlineMu orders the reader's deadline extensions with the writer's
 	// end, so a lingering browser's deadline stays slowCloseWait.
 	deadlineMu sync.Mutex
@@ -128,6 +162,26 @@ type conn struct {
 	commands gateway.TokenBucket // command rate limit; reader goroutine only
 	logsOn   bool                // the browser subscribed to console lines; reader goroutine only
 	viewer   bool                // a viewer's socket: commands are refused; set before run
+	unbind   func()              // forgets the socket's identity (bindConn) when it ends
+
+	// The writer's schedule.
+	wmu      sync.Mutex
+	started  bool      // run has begun: kick may start a flush
+	running  bool      // a flush goroutine runs
+	pending  bool      // something may be waiting since the flush last looked
+	finished bool      // the writer has ended: nothing is written any more
+	closeReq *closeMsg // the reader asks the writer to close
+	pingDue  atomic.Bool
+	ping     *time.Timer
+
+	// The writer's own state: only the running flush touches it.
+	msgs      []*gateway.Message // taken from the queue (at first: the snapshot or the replay), msgs[head:] not written yet
+	head      int
+	firstDone bool        // the first messages are written: replies and pings may follow
+	carry     []byte      // a frame taken that did not fit in the last write, first in the next
+	iov       net.Buffers // the frames of one write (consumed by it)
+	iovBuf    net.Buffers // iov's storage, kept across writes
+	lingering bool        // the writer closed a slow browser, which is given time to answer
 }
 
 type closeMsg struct {
@@ -135,36 +189,57 @@ type closeMsg struct {
 	reason string
 }
 
-func (s *Server) newConn(ws *websocket.Conn, sub *gateway.Subscription, render func(*gateway.Message) (*websocket.PreparedMessage, bool)) *conn {
+func (s *Server) newConn(ws *websocket.Conn, lc *lockedConn, render func(*gateway.Message) ([]byte, bool)) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
-		s: s, ws: ws, sub: sub, render: render, ctx: ctx, cancel: cancel,
-		replies: make(chan []byte, 32), closeReq: make(chan closeMsg, 1),
-		wrote: make(chan struct{}), sem: make(chan struct{}, maxPendingCommands),
+		s: s, ws: ws, lc: lc, render: render, ctx: ctx, cancel: cancel,
+		replies: make(chan []byte, maxPendingReplies),
+		wrote:   make(chan struct{}), sem: make(chan struct{}, maxPendingCommands),
 		commands: gateway.NewTokenBucket(gateway.CommandRate, gateway.CommandBurst),
 	}
 }
 
-// run serves the connection until it ends and releases everything it holds.
+// run starts serving the connection (first goes out before anything else)
+// and returns; the reader goroutine releases everything the connection
+// holds when it ends, and Server.Wait waits for it.
 func (c *conn) run(first []*gateway.Message) {
 	if !c.s.track() {
 		closeNow(c.ws, websocket.CloseGoingAway, "gateway shutting down")
 		c.cancel()
 		c.sub.Close()
+		c.forget()
 		return
 	}
-	defer c.s.conns.Done()
-	defer c.s.unlinger(c)
 	c.s.browsers.Add(1)
-	defer c.s.browsers.Add(-1)
+	c.msgs = first
+	c.queue = newSendQueue(c.lc.Conn)
+	c.ping = time.AfterFunc(browserPingPeriod, func() {
+		c.pingDue.Store(true)
+		c.kick()
+	})
+	c.wmu.Lock()
+	c.started = true
+	c.wmu.Unlock()
+	c.kick()
+	go c.serve()
+}
 
-	go c.writeLoop(first)
-	c.readLoop()
-	// The reader is done: let the writer finish, stop pending commands, release.
-	select {
-	case c.closeReq <- closeMsg{websocket.CloseNormalClosure, ""}:
-	default:
+// forget drops the socket from the set logout and token changes close.
+func (c *conn) forget() {
+	if c.unbind != nil {
+		c.unbind()
 	}
+}
+
+// serve is the reader goroutine: it reads until the connection ends, then
+// lets the writer finish, stops pending commands and releases everything.
+func (c *conn) serve() {
+	defer c.s.conns.Done()
+	defer c.forget()
+	defer c.s.unlinger(c)
+	defer c.s.browsers.Add(-1)
+	c.readLoop()
+	c.requestClose(websocket.CloseNormalClosure, "")
 	<-c.wrote
 	c.cancel()
 	c.cmds.Wait()
@@ -224,10 +299,12 @@ func (c *conn) alive() bool {
 }
 
 func (c *conn) requestClose(code int, reason string) {
-	select {
-	case c.closeReq <- closeMsg{code, reason}:
-	default:
+	c.wmu.Lock()
+	if c.closeReq == nil {
+		c.closeReq = &closeMsg{code, reason}
 	}
+	c.wmu.Unlock()
+	c.kick()
 }
 
 // reply queues an ack or error (gateway.AckFrame, gateway.ErrorFrame) or a
@@ -236,95 +313,180 @@ func (c *conn) requestClose(code int, reason string) {
 func (c *conn) reply(b []byte) {
 	select {
 	case c.replies <- b:
+		c.kick()
 	case <-c.wrote:
 	}
 }
 
-func (c *conn) writeLoop(first []*gateway.Message) {
-	// However the writer ends, the connection ends with it, so the reader
-	// (and with it the handler) returns at once instead of at its deadline;
-	// except after closing a slow browser, which is given slowCloseWait to
-	// read what is still buffered for it and answer the close frame. (Runs
-	// after wrote is closed, so the reader no longer extends its deadline.)
-	lingering := false
-	defer func() {
-		// Register the linger before wrote is closed: run unlingers only
-		// after it has seen wrote closed, so no entry outlives its conn.
-		keep := lingering && c.s.linger(c)
-		c.deadlineMu.Lock()
-		close(c.wrote)
-		if keep {
-			c.ws.SetReadDeadline(time.Now().Add(slowCloseWait))
-		}
-		c.deadlineMu.Unlock()
-		if !keep {
-			c.ws.Close()
-		}
-	}()
-	ping := time.NewTicker(browserPingPeriod)
-	defer ping.Stop()
-	queue := newSendQueue(c.ws.UnderlyingConn())
-	write := func(m *gateway.Message) bool {
-		pm, ok := c.render(m)
-		if !ok {
-			return true
-		}
-		if queue != nil && !queue.room(frameBound(m), browserWriteWait, c.sub.Done()) {
-			select {
-			case <-c.sub.Done(): // shutdown, or the hub found it behind (and counted it)
-				lingering = c.closeForSubscription()
-				return false
-			default:
-			}
-			// The browser stopped taking data: close it while the close
-			// frame still fits, rather than block on a frame and cut it in two.
-			c.s.hub.Counters().SlowConsumers.Add(1)
-			lingering = c.closeSlow()
-			return false
-		}
-		c.ws.SetWriteDeadline(time.Now().Add(browserWriteWait))
-		if err := c.ws.WritePreparedMessage(pm); err != nil {
-			return false
-		}
-		c.s.hub.Counters().MessagesOut.Add(1)
-		return true
+// kick makes sure the writer looks at everything waiting for the browser:
+// it starts a flush unless one runs (which looks again before it ends).
+// The hub calls it with its lock held (a queue subscription's wake): it
+// never blocks.
+func (c *conn) kick() {
+	c.wmu.Lock()
+	c.pending = true
+	start := c.started && !c.running && !c.finished
+	if start {
+		c.running = true
 	}
-	for _, m := range first {
-		if !write(m) {
+	c.wmu.Unlock()
+	if start {
+		go c.flush()
+	}
+}
+
+// flush is the writer while there is something to write. A lone event is
+// written at once; what piled up meanwhile goes out together.
+func (c *conn) flush() {
+	for {
+		c.wmu.Lock()
+		if !c.pending {
+			c.running = false
+			c.wmu.Unlock()
+			return
+		}
+		c.pending = false
+		c.wmu.Unlock()
+		if !c.writeAll() {
+			c.finish()
 			return
 		}
 	}
+}
+
+// writeAll writes what is waiting, in batches; false means the connection
+// is closed (or closing, see lingering).
+func (c *conn) writeAll() bool {
 	for {
 		// A subscription that ended (too slow, shutdown) wins over queued messages.
 		select {
 		case <-c.sub.Done():
-			lingering = c.closeForSubscription()
-			return
+			c.lingering = c.closeForSubscription()
+			return false
 		default:
 		}
-		select {
-		case m := <-c.sub.C:
-			if !write(m) {
-				return
-			}
-		case b := <-c.replies:
-			c.ws.SetWriteDeadline(time.Now().Add(browserWriteWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
-				return
-			}
-			c.s.hub.Counters().MessagesOut.Add(1)
-		case <-ping.C:
-			c.ws.SetWriteDeadline(time.Now().Add(browserWriteWait))
-			if err := c.ws.WriteMessage(websocket.PingMessage, nil); err != nil {
-				return
-			}
-		case cm := <-c.closeReq:
+		c.wmu.Lock()
+		cm := c.closeReq
+		c.wmu.Unlock()
+		if cm != nil {
 			closeNow(c.ws, cm.code, cm.reason)
-			return
-		case <-c.sub.Done():
-			lingering = c.closeForSubscription()
-			return
+			return false
 		}
+		more, ok := c.writeBatch()
+		if !ok {
+			return false
+		}
+		if !more {
+			return true
+		}
+	}
+}
+
+// writeBatch writes waiting frames, at most maxBatchFrames and (unless one
+// frame is larger) maxBatchBytes, in one write: first the snapshot or
+// replay; after it a ping if due, replies, then the subscription's queue.
+// more says there may be more waiting.
+func (c *conn) writeBatch() (more, ok bool) {
+	iov := c.iovBuf[:0]
+	size, frames := 0, 0
+	add := func(f []byte) {
+		iov = append(iov, f)
+		size += len(f)
+		frames++
+	}
+	if c.firstDone {
+		if c.pingDue.Swap(false) {
+			iov = append(iov, pingFrame)
+			size += len(pingFrame)
+			c.ping.Reset(browserPingPeriod)
+		}
+	replies:
+		for len(iov) < maxBatchFrames/2 {
+			select {
+			case b := <-c.replies:
+				add(textFrame(b))
+			default:
+				break replies
+			}
+		}
+	}
+	if c.carry != nil {
+		add(c.carry)
+		c.carry = nil
+	}
+	for len(iov) < maxBatchFrames && size < maxBatchBytes {
+		if c.head == len(c.msgs) {
+			c.msgs, c.head = c.msgs[:0], 0
+			if !c.firstDone {
+				// The replies that waited for the first messages go next.
+				c.firstDone, c.msgs, more = true, nil, true
+				break
+			}
+			if c.msgs = c.sub.Take(c.msgs, maxBatchFrames-len(iov)); len(c.msgs) == 0 {
+				break
+			}
+		}
+		m := c.msgs[c.head]
+		c.msgs[c.head] = nil
+		c.head++
+		f, ok := c.render(m)
+		if !ok {
+			continue
+		}
+		if frames > 0 && size+len(f) > maxBatchBytes {
+			c.carry, more = f, true
+			break
+		}
+		add(f)
+	}
+	more = more || len(iov) >= maxBatchFrames || size >= maxBatchBytes || c.head < len(c.msgs)
+	if len(iov) == 0 {
+		return more, true
+	}
+	c.iovBuf = iov
+	defer clear(iov) // the frames belong to their messages, not to this browser
+	if c.queue != nil && !c.queue.room(size, browserWriteWait, c.sub.Done()) {
+		select {
+		case <-c.sub.Done(): // shutdown, or the hub found it behind (and counted it)
+			c.lingering = c.closeForSubscription()
+			return false, false
+		default:
+		}
+		// The browser stopped taking data: close it while the close
+		// frame still fits, rather than block on a frame and cut it in two.
+		c.s.hub.Counters().SlowConsumers.Add(1)
+		c.lingering = c.closeSlow()
+		return false, false
+	}
+	c.iov = iov
+	if err := c.lc.writeFrames(&c.iov, time.Now().Add(browserWriteWait)); err != nil {
+		return false, false
+	}
+	c.s.hub.Counters().MessagesOut.Add(uint64(frames))
+	return more, true
+}
+
+// finish ends the writer for good. However it ends, the connection ends
+// with it, so the reader returns at once instead of at its deadline;
+// except after closing a slow browser, which is given slowCloseWait to
+// read what is still buffered for it and answer the close frame.
+func (c *conn) finish() {
+	// Register the linger before wrote is closed: serve unlingers only
+	// after it has seen wrote closed, so no entry outlives its conn.
+	keep := c.lingering && c.s.linger(c)
+	c.ping.Stop()
+	c.msgs, c.carry, c.iov, c.iovBuf = nil, nil, nil, nil
+	c.deadlineMu.Lock()
+	c.wmu.Lock()
+	c.finished, c.running = true, false
+	c.wmu.Unlock()
+	close(c.wrote) // the reader no longer extends its deadline
+	if keep {
+		c.ws.SetReadDeadline(time.Now().Add(slowCloseWait))
+	}
+	c.deadlineMu.Unlock()
+	if !keep {
+		c.ws.Close()
 	}
 }
 
@@ -340,15 +502,6 @@ func (c *conn) closeForSubscription() bool {
 		closeNow(c.ws, websocket.CloseNormalClosure, "")
 	}
 	return false
-}
-
-// frameBound is at least the size of m's frame as any renderer writes it:
-// the /ws frame (Data) or a compatibility frame (label and value, also the
-// only fields of the compatibility endpoint's initial messages), plus the
-// largest WebSocket header. Over-estimating only costs an early look at the
-// socket's backlog.
-func frameBound(m *gateway.Message) int {
-	return len(m.Data) + len(m.Label) + len(m.Value) + 32
 }
 
 // closeSlow closes a browser that fell behind with 1013; it resumes with ?since=.

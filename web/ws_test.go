@@ -36,7 +36,7 @@ type rig struct {
 func newRig(t testing.TB) *rig {
 	t.Helper()
 	r := &rig{cmds: make(chan gateway.Command, 100)}
-	r.hub = gateway.NewHub(gateway.Options{GatewayID: "test"})
+	r.hub = gateway.NewHub(gateway.Options{GatewayID: "test", ValueBytes: 1 << 20}) // frame-size tests send values past limits.value_bytes
 	if err := r.hub.AddDevice(gateway.DeviceInfo{ID: "board", Transport: "sim", Commands: []string{"toggle", "hang"}}); err != nil {
 		t.Fatal(err)
 	}
