@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"sort"
 )
 
@@ -190,7 +191,7 @@ func newMerger(rows *sql.Rows, hot map[int64][]sample, lo, hi int64) *merger {
 		j := sort.Search(len(h), func(i int) bool { return h[i].ts > hi })
 		if i < j {
 			// order: hot after every chunk (they are newer arrivals).
-			m.hot = append(m.hot, &source{series: id, hot: h[i:j], hi: -1, order: 1 << 60})
+			m.hot = append(m.hot, &source{series: id, hot: h[i:j], hi: -1, order: math.MaxInt})
 		}
 	}
 	for _, src := range m.hot {
