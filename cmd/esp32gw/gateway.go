@@ -238,7 +238,8 @@ func (g *runningGateway) shutdown(budget time.Duration) {
 		g.stop()
 		waitOrDeadline(deadline, g.workers.Wait, g.log, "board links")
 	}
-	g.state.Save(g.hub)
+	// The seq is fsynced: on a slow SD card that is part of the budget too.
+	waitOrDeadline(deadline, func() { g.state.Save(g.hub) }, g.log, "state save")
 	g.hub.Close() // browsers get a close frame (1001)
 	if g.history != nil {
 		// The links' offline statuses and the last readings reach the disk.
