@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -15,7 +16,10 @@ import (
 // handleCompat serves GET /ws/devices/{id}: the board's own dialect, so a page
 // written for an ESP32 works unchanged against the gateway. On connect it
 // sends every label's current value, then every new reading, each as exactly
-// {"label":L,"value":V}; text frames from the page are commands.
+// {"label":L,"value":V}; text frames from the page are commands, at most
+// gateway.CommandRate a second per socket after a burst of
+// gateway.CommandBurst (further ones are dropped: the dialect has no error
+// frame). Binary frames are ignored.
 func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	r, ok := s.admit(w, r)
@@ -47,7 +51,14 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, readingFrame(m.Label, m.Value))
 		return pm, err == nil
 	})
+	c.quiet = true // the board dialect has no error frames
 	c.handle = func(data []byte) {
+		// The same per-socket rate as /ws; the dialect has no error frame,
+		// so a command over it is dropped (and logged at Debug).
+		if !c.commands.Allow(time.Now()) {
+			s.log.Debug("compat command rate-limited", "device", id, "addr", r.RemoteAddr)
+			return
+		}
 		cmd := wire.ParseCommand(data)
 		if err := s.hub.Command(c.ctx, id, cmd); err != nil {
 			s.log.Debug("compat command refused", "device", id, "err", err)

@@ -124,6 +124,7 @@ type conn struct {
 
 	commands gateway.TokenBucket // command rate limit; reader goroutine only
 	logsOn   bool                // the browser subscribed to console lines; reader goroutine only
+	quiet    bool                // compatibility dialect: binary frames are ignored, not answered
 }
 
 type closeMsg struct {
@@ -193,7 +194,9 @@ func (c *conn) readLoop() {
 			continue // closing: only the browser's close frame matters now
 		}
 		if mt != websocket.TextMessage {
-			c.reply(gateway.ErrorFrame(nil, "binary messages are not supported: send JSON text"))
+			if !c.quiet {
+				c.reply(gateway.ErrorFrame(nil, "binary messages are not supported: send JSON text"))
+			}
 			continue
 		}
 		if !utf8.Valid(data) {

@@ -336,3 +336,48 @@ func TestRefusedUpgradesLeaveNothing(t *testing.T) {
 		}
 	}
 }
+
+// The compatibility endpoint ignores binary frames (its dialect has no
+// error frame) and takes commands at the /ws rate per socket.
+func TestCompatBinaryAndCommandRate(t *testing.T) {
+	t.Parallel()
+	g := testgw.Start(t, header("gw1", "")+`  - id: cr
+    transport: ws-listen
+    token: "cr-token-0123456789"
+    commands: [toggle]
+    command_format: text
+`)
+	b := dialBoard(t, g, "cr", "cr-token-0123456789", true)
+	waitOnline(t, g, "cr", true, 5*time.Second)
+	c, r := browser(t, g, "/ws/devices/cr")
+	c.WriteMessage(websocket.BinaryMessage, []byte{0x01, 0x02})
+	select {
+	case f := <-r.Frames():
+		t.Fatalf("a binary frame was answered with %s; the board dialect has no error frames", f)
+	case <-time.After(time.Second):
+	}
+
+	start := time.Now()
+	for range 200 {
+		c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("toggle")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for {
+		select {
+		case <-b.r.Frames():
+			n++
+			continue
+		case <-time.After(time.Second):
+		}
+		break
+	}
+	elapsed := time.Since(start).Seconds()
+	limit := int(40+20*elapsed) + 2 // gateway.CommandBurst + CommandRate × elapsed
+	t.Logf("200 commands in a burst: %d reached the board in %.1f s (limit %d)", n, elapsed, limit)
+	if n == 0 || n > limit {
+		t.Errorf("%d commands reached the board, want 1..%d", n, limit)
+	}
+}
