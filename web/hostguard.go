@@ -68,9 +68,11 @@ func (g *hostGuard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
+	const msg = "request for a foreign Host refused (DNS rebinding?): add it to http.allowed_hosts if it is this gateway's name"
 	if n, ok := g.warned.Allow(time.Now()); ok {
-		g.log.Warn("request for a foreign Host refused (DNS rebinding?): add it to http.allowed_hosts if it is this gateway's name",
-			"addr", r.RemoteAddr, "host", r.Host, "suppressed", n)
+		g.log.Warn(msg, "addr", r.RemoteAddr, "host", r.Host, "suppressed", n)
+	} else {
+		g.log.Debug(msg, "addr", r.RemoteAddr, "host", r.Host)
 	}
 	writeError(w, http.StatusForbidden, "Host "+r.Host+" is not this gateway: add it to http.allowed_hosts")
 }

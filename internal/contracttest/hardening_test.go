@@ -381,3 +381,43 @@ func TestCompatBinaryAndCommandRate(t *testing.T) {
 		t.Errorf("%d commands reached the board, want 1..%d", n, limit)
 	}
 }
+
+// Requests a stranger can repeat at will log one WARN per 10 s per kind,
+// with a count, not one per request.
+func TestRefusalLogsRateLimited(t *testing.T) {
+	t.Parallel()
+	g := testgw.Start(t, header("gw1", "")+`  - id: lb
+    transport: ws-listen
+    token: "lb-token-0123456789"
+`)
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for i := range 20 {
+		resp, err := noRedirect.Get(fmt.Sprintf("%s/?token=wrong%d", g.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		h := http.Header{"Authorization": {"Bearer wrong"}}
+		if c, _, err := dial(g.WSURL(fmt.Sprintf("/device/nosuch%d", i)), h); err == nil {
+			c.Close()
+			t.Fatal("a board with a wrong token was let in")
+		}
+	}
+	warns := func(what string) int {
+		n := 0
+		for _, l := range strings.Split(g.Logs(), "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, what) {
+				n++
+			}
+		}
+		return n
+	}
+	testutil.Eventually(t, 5*time.Second, "the first refusals logged", func() bool {
+		return warns("login with a wrong token") >= 1 && warns("board refused") >= 1
+	})
+	for _, what := range []string{"login with a wrong token", "board refused"} {
+		if n := warns(what); n != 1 {
+			t.Errorf("%d WARN lines %q for 20 refusals, want 1 (then one per 10 s with a count)", n, what)
+		}
+	}
+}
