@@ -421,3 +421,43 @@ func TestRefusalLogsRateLimited(t *testing.T) {
 		}
 	}
 }
+
+// The total cap is limits.browsers + 256: beyond it, a connection from any
+// address gets 503, counted as reason="total".
+func TestConnectionsTotalCap(t *testing.T) {
+	t.Parallel()
+	cfg := strings.Replace(header("gw1", ""), "devices:\n", "limits: {browsers: 4, connections_per_ip: 1000}\ndevices:\n", 1)
+	g := testgw.Start(t, cfg)
+	const total = 4 + 256
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range total - 1 { // the test's own /metrics client keeps one more
+		c, err := dialFrom(fmt.Sprintf("127.0.0.%d", 30+i/50), g.Addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		held = append(held, c)
+	}
+	testutil.Eventually(t, 5*time.Second, "all connections open on the gateway", func() bool {
+		return metricValue(t, g, "esp32gw_connections_open") >= total
+	})
+	code, _, err := healthzFrom("127.0.0.99", g.Addr)
+	if err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("connection over limits.browsers + 256: %d %v, want 503", code, err)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	if v := metricValue(t, g, `esp32gw_connections_refused_total{reason="total"}`); v != 1 {
+		t.Errorf(`esp32gw_connections_refused_total{reason="total"} = %v, want 1`, v)
+	}
+	testutil.Eventually(t, 5*time.Second, "a connection served again once the others closed", func() bool {
+		code, _, err := healthzFrom("127.0.0.99", g.Addr)
+		return err == nil && code == 200
+	})
+}
