@@ -82,6 +82,7 @@ type Hub struct {
 	subs    map[*Subscription]struct{}
 	closed  bool
 	linkGen uint64
+	snaps   snapshots // device-set snapshots, coalesced (coalesce.go)
 }
 
 // Counters are the hub's monotonic counters, read by /metrics.
@@ -229,7 +230,7 @@ func (h *Hub) devicesChangedLocked() {
 		h.replay.raiseFloor(h.seq + 1)
 	}
 	if len(h.subs) > 0 {
-		h.broadcastLocked(h.snapshotLocked())
+		h.snapshotDueLocked()
 	}
 }
 
@@ -284,6 +285,7 @@ func (h *Hub) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.closed = true
+	h.stopSnapshotsLocked()
 	for s := range h.subs {
 		h.dropLocked(s, ErrShutdown)
 	}

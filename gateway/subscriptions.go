@@ -106,8 +106,8 @@ func (h *Hub) subscribe(since int64, queueLen int, wake func()) (s *Subscription
 		queueLen = DefaultQueueLen
 	}
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return nil, nil, ErrShutdown
 	}
 	s = &Subscription{hub: h, limit: queueLen, done: make(chan struct{}), wake: wake}
@@ -116,10 +116,21 @@ func (h *Hub) subscribe(since int64, queueLen int, wake func()) (s *Subscription
 		s.C = s.ch
 	}
 	first, ok := h.replay.since(since, h.seq)
+	var (
+		states []DeviceState
+		seq    = h.seq
+	)
 	if !ok {
-		first = []*Message{h.snapshotLocked()}
+		states = h.statesLocked() // a copy: encoded below, outside the lock
 	}
 	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	// The snapshot is first: whatever the subscription receives on C was
+	// broadcast after seq, so encoding it now, unlocked, keeps the order
+	// while boards and other subscribers go on.
+	if !ok {
+		first = []*Message{newSnapshotMessage(h.gatewayID, seq, states)}
+	}
 	return s, first, nil
 }
 

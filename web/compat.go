@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -15,7 +16,10 @@ import (
 // handleCompat serves GET /ws/devices/{id}: the board's own dialect, so a page
 // written for an ESP32 works unchanged against the gateway. On connect it
 // sends every label's current value, then every new reading, each as exactly
-// {"label":L,"value":V}; text frames from the page are commands.
+// {"label":L,"value":V}; text frames from the page are commands, at most
+// gateway.CommandRate a second per socket after a burst of
+// gateway.CommandBurst (further ones are dropped: the dialect has no error
+// frame). Binary frames are ignored.
 func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	r, ok := s.admit(w, r)
@@ -48,9 +52,16 @@ func (s *Server) handleCompat(w http.ResponseWriter, r *http.Request) {
 	}
 	c.sub = sub
 	c.unbind = s.bindConn(r, c) // logout and a new token close it
+	c.quiet = true              // the board dialect has no error frames
 	c.handle = func(data []byte) {
 		if c.viewer {
 			s.log.Debug("compat command from a viewer refused", "device", id)
+			return
+		}
+		// The same per-socket rate as /ws; the dialect has no error frame,
+		// so a command over it is dropped (and logged at Debug).
+		if !c.commands.Allow(time.Now()) {
+			s.log.Debug("compat command rate-limited", "device", id, "addr", r.RemoteAddr)
 			return
 		}
 		cmd := wire.ParseCommand(data)

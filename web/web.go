@@ -78,6 +78,8 @@ type Server struct {
 	lingers  map[*conn]struct{} // slow browsers waiting to answer their close frame
 	browsers atomic.Int64       // open /ws and compatibility connections
 	sockets  socketSet          // who opened each socket, for logout and token changes
+
+	wrongLogins gateway.LogLimiter // Warn lines for wrong-token logins
 }
 
 // New builds the server and its routes.
@@ -139,6 +141,7 @@ func New(o Options) *Server {
 // ServeHTTP routes a request. Unsafe cross-origin requests (a form on another
 // site posting a command with the user's cookie) are refused with 403.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	canonicalBearer(r)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodOptions {
 		if origin := r.Header.Get("Origin"); origin != "" && !s.originAllowed(r) {
 			writeError(w, http.StatusForbidden, "cross-origin request refused")
@@ -204,7 +207,7 @@ func (s *Server) unlinger(c *conn) {
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	if t := r.URL.Query().Get("token"); t != "" && s.auth.enabled() {
 		if !s.login(w, r, t) {
-			s.log.Warn("login with a wrong token", "addr", r.RemoteAddr)
+			s.warnWrongLogin(r)
 			http.Redirect(w, r, "/?login=failed", http.StatusSeeOther)
 			return
 		}

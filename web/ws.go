@@ -163,6 +163,7 @@ type conn struct {
 	logsOn   bool                // the browser subscribed to console lines; reader goroutine only
 	viewer   bool                // a viewer's socket: commands are refused; set before run
 	unbind   func()              // forgets the socket's identity (bindConn) when it ends
+	quiet    bool                // compatibility dialect: binary frames are ignored, not answered
 
 	// The writer's schedule.
 	wmu      sync.Mutex
@@ -272,7 +273,9 @@ func (c *conn) readLoop() {
 			continue // closing: only the browser's close frame matters now
 		}
 		if mt != websocket.TextMessage {
-			c.reply(gateway.ErrorFrame(nil, "binary messages are not supported: send JSON text"))
+			if !c.quiet {
+				c.reply(gateway.ErrorFrame(nil, "binary messages are not supported: send JSON text"))
+			}
 			continue
 		}
 		if !utf8.Valid(data) {

@@ -35,6 +35,15 @@ const (
 	// maxSetPayload bounds an MQTT command value, as the browser message
 	// limit bounds a browser command.
 	maxSetPayload = 16 << 10
+	// duplicateWindow: a command with the same payload on the same set
+	// topic as one that arrived less than this before is a duplicate (a
+	// publisher's QoS 1 retransmission, or a retained-and-live double) and
+	// is dropped, counted, and not answered again, so "toggle" never
+	// toggles twice.
+	duplicateWindow = time.Second
+	// maxRecentSets bounds the commands remembered for duplicate detection;
+	// beyond it, those older than duplicateWindow are forgotten.
+	maxRecentSets = 1024
 )
 
 // commander runs the commands that arrive on this gateway's set topics and
@@ -103,6 +112,7 @@ func (c *commander) run(ctx context.Context) {
 		mu      sync.Mutex
 		queues  = map[string]chan setMsg{} // devices with a running worker
 		workers sync.WaitGroup
+		recent  = recentSets{}
 	)
 	defer workers.Wait()
 	worker := func(dev string, q chan setMsg) {
@@ -134,6 +144,11 @@ func (c *commander) run(ctx context.Context) {
 			c.answer(cmd.dev, cmd.label, fmt.Errorf("device %s: %w", cmd.dev, gateway.ErrUnknownDevice))
 			continue
 		}
+		if recent.duplicate(cmd) {
+			c.m.duplicateCommands.Add(1)
+			c.log.Debug("mqtt: duplicate command dropped", "device", cmd.dev, "label", cmd.label)
+			continue
+		}
 		// Known local devices only: the workers are bounded by the config.
 		mu.Lock()
 		q, running := queues[cmd.dev]
@@ -151,6 +166,31 @@ func (c *commander) run(ctx context.Context) {
 			workers.Go(func() { worker(cmd.dev, q) })
 		}
 	}
+}
+
+// recentSets remembers the last command on each set topic (device and
+// label) for duplicate detection. Used by run's goroutine only.
+type recentSets map[[2]string]setMsg
+
+// duplicate reports whether cmd repeats the last command on its topic
+// within duplicateWindow, and remembers cmd otherwise.
+func (r recentSets) duplicate(cmd setMsg) bool {
+	k := [2]string{cmd.dev, cmd.label}
+	if last, ok := r[k]; ok && cmd.at.Sub(last.at) < duplicateWindow && bytes.Equal(last.payload, cmd.payload) {
+		return true
+	}
+	if len(r) >= maxRecentSets {
+		for k, m := range r {
+			if cmd.at.Sub(m.at) >= duplicateWindow {
+				delete(r, k)
+			}
+		}
+		if len(r) >= maxRecentSets {
+			clear(r)
+		}
+	}
+	r[k] = cmd
+	return false
 }
 
 // runOne runs one MQTT command within what is left of its budget and

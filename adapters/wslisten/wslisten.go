@@ -44,7 +44,10 @@ type Listener struct {
 	ctx     context.Context // Run's context; nil before Run and after it returned
 	active  map[string]*session
 	refused map[string]time.Time // when a refusal for an id was last logged at Warn
-	wg      sync.WaitGroup       // every ServeHTTP that upgraded
+	// refusals bounds Warn lines for refusals of all ids together (a
+	// stranger trying many ids): one per gateway.LogEvery, with a count.
+	refusals gateway.LogLimiter
+	wg       sync.WaitGroup // every ServeHTTP that upgraded
 }
 
 // session is one board link, cancelled with a boardlink.CloseReason.
@@ -116,11 +119,13 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		want = "\x00unknown device"
 	}
 	if !tokenOK(r, want) || !known {
-		lvl := slog.LevelDebug
+		lvl, args := slog.LevelDebug, []any{"device", gateway.Truncate(id, 64), "transport", gateway.TransportWSListen, "addr", r.RemoteAddr}
 		if l.firstRefusal(id) {
-			lvl = slog.LevelWarn
+			if n, ok := l.refusals.Allow(time.Now()); ok {
+				lvl, args = slog.LevelWarn, append(args, "suppressed", n)
+			}
 		}
-		l.log.Log(r.Context(), lvl, "board refused: unknown device or bad token", "device", gateway.Truncate(id, 64), "transport", gateway.TransportWSListen, "addr", r.RemoteAddr)
+		l.log.Log(r.Context(), lvl, "board refused: unknown device or bad token", args...)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="esp32gw device"`)
 		http.Error(w, "unknown device or bad token", http.StatusUnauthorized)
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/esp32gw/esp32gw/adapters/wsdial"
 	"github.com/esp32gw/esp32gw/adapters/wslisten"
 	"github.com/esp32gw/esp32gw/gateway"
+	"github.com/esp32gw/esp32gw/internal/connlimit"
 	"github.com/esp32gw/esp32gw/internal/statedir"
 	"github.com/esp32gw/esp32gw/web"
 )
@@ -47,7 +48,8 @@ type runningGateway struct {
 	bridge  *mqttbridge.Bridge // nil with MQTT off
 	web     *web.Server
 	http    *http.Server
-	ln      net.Listener // bound by build, so a taken port fails before anything starts
+	ln      net.Listener        // bound by build, so a taken port fails before anything starts
+	conns   *connlimit.Listener // ln's connection caps (per address, total)
 	token   string
 	tokenAt string // where the token came from: "config", the token file, or "" (auth none)
 	// viewerToken logs in read-only sessions; "" until esp32gw token -viewer makes one.
@@ -121,6 +123,7 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		g.bridge = mqttbridge.New(cfg.MQTT, g.hub, log)
 		metrics = append(metrics, g.bridge)
 	}
+	metrics = append(metrics, connMetrics{g})
 	g.web = web.New(web.Options{
 		Hub:            g.hub,
 		AuthMode:       cfg.HTTP.Auth,
@@ -139,19 +142,15 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 	mux := http.NewServeMux()
 	mux.Handle("/device/", g.devices) // refuses every board without ws-listen devices
 	mux.Handle("/", g.web)
-	g.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second, // slowloris: headers must arrive promptly
-		ReadTimeout:       30 * time.Second, // bodies are small; WebSockets clear this after the upgrade
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	g.http = newHTTPServer(web.HostGuard(cfg.HTTP, mux, log), log)
 
 	// Bind before anything starts so a taken port fails fast and clearly.
-	if g.ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err)
 	}
+	g.conns = limitConns(ln, cfg.Limits, g.tlsOn())
+	g.ln = g.conns
 	return g, nil
 }
 
@@ -253,7 +252,8 @@ func (g *runningGateway) shutdown(budget time.Duration) {
 		g.stop()
 		waitOrDeadline(deadline, g.workers.Wait, g.log, "board links")
 	}
-	g.state.Save(g.hub)
+	// The seq is fsynced: on a slow SD card that is part of the budget too.
+	waitOrDeadline(deadline, func() { g.state.Save(g.hub) }, g.log, "state save")
 	g.hub.Close() // browsers get a close frame (1001)
 	if g.history != nil {
 		// The links' offline statuses and the last readings reach the disk.

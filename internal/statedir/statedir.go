@@ -80,9 +80,12 @@ func (d Dir) Token(h gateway.HTTPConfig) (token, source string, err error) {
 	}
 	path := filepath.Join(d.path, tokenFile)
 	if b, err := os.ReadFile(path); err == nil {
-		if t := strings.TrimSpace(string(b)); t != "" {
+		if t := strings.TrimSpace(string(b)); validToken(t) {
 			return t, path, nil
 		}
+		// Damaged (garbage, empty, several lines): keep it for the
+		// operator to look at, and generate a new token.
+		d.keepAside(path, "token file is damaged: a new token is generated")
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return "", "", fmt.Errorf("read token: %w", err)
 	}
@@ -97,18 +100,24 @@ func (d Dir) Token(h gateway.HTTPConfig) (token, source string, err error) {
 
 // SeqFloor is the seq the next run must start past: the last saved seq,
 // plus SeqCrashGap when the last run did not end cleanly. 0 on a first start.
+//
+// A damaged seq file is kept aside (seq.corrupt-TIMESTAMP) rather than
+// overwritten by the next save, and counts as a crash: the floor is
+// SeqCrashGap.
 func (d Dir) SeqFloor() uint64 {
-	b, err := os.ReadFile(filepath.Join(d.path, seqFile))
+	path := filepath.Join(d.path, seqFile)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	fields := strings.Fields(string(b))
-	if len(fields) != 2 {
-		return 0
+	var n uint64
+	if len(fields) == 2 {
+		n, err = strconv.ParseUint(fields[0], 10, 63)
 	}
-	n, err := strconv.ParseUint(fields[0], 10, 63)
-	if err != nil {
-		return 0
+	if len(fields) != 2 || err != nil || fields[1] != "clean" && fields[1] != "running" {
+		d.keepAside(path, "seq file is damaged: starting past a crash gap")
+		return SeqCrashGap
 	}
 	if fields[1] != "clean" {
 		n += SeqCrashGap
@@ -199,12 +208,16 @@ func (d Dir) writeSeq(seq uint64, how string) error {
 	return writeFileAtomic(filepath.Join(d.path, seqFile), []byte(fmt.Sprintf("%d %s\n", seq, how)))
 }
 
-// writeFileAtomic replaces path so a crash never leaves half a file.
+// writeFileAtomic replaces path so a crash or a power cut never leaves half
+// a file: the data is written to a temporary file in the same directory and
+// synced, renamed over path, and the directory synced so the rename itself
+// is on disk. The file has mode 0600 (os.CreateTemp).
 func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
 	if err != nil {
 		return err
 	}
@@ -213,8 +226,55 @@ func writeFileAtomic(path string, data []byte) error {
 		tmp.Close()
 		return err
 	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename or a new file in dir durable.
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// keepAside renames a damaged state file to NAME.corrupt-TIMESTAMP, so the
+// next write does not destroy what an operator may want to look at, and
+// logs why.
+func (d Dir) keepAside(path, why string) {
+	aside := path + ".corrupt-" + time.Now().UTC().Format("20060102T150405.000Z")
+	if err := os.Rename(path, aside); err != nil {
+		d.log.Error(why+"; it could not be kept aside", "file", path, "err", err)
+		return
+	}
+	syncDir(filepath.Dir(path))
+	d.log.Warn(why+"; the damaged file is kept", "file", aside)
+}
+
+// validToken: one line of printable ASCII without spaces, as generated
+// tokens and hand-set ones are; anything else is a damaged file.
+func validToken(t string) bool {
+	if t == "" || len(t) > 1024 {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		if t[i] <= ' ' || t[i] > '~' {
+			return false
+		}
+	}
+	return true
 }

@@ -59,9 +59,60 @@ func TestSeqFloorAndCrashGap(t *testing.T) {
 	if f := d.SeqFloor(); f != 7+SeqCrashGap {
 		t.Errorf("after a crash floor %d, want %d", f, 7+SeqCrashGap)
 	}
-	os.WriteFile(filepath.Join(d.Path(), "seq"), []byte("garbage"), 0o600)
-	if f := d.SeqFloor(); f != 0 {
-		t.Errorf("damaged seq file: floor %d, want 0", f)
+	// A damaged seq file counts as a crash and is kept aside, not
+	// overwritten by the next save.
+	os.WriteFile(filepath.Join(d.Path(), "seq"), []byte("garbage\x00\xff"), 0o600)
+	if f := d.SeqFloor(); f != SeqCrashGap {
+		t.Errorf("damaged seq file: floor %d, want %d", f, SeqCrashGap)
+	}
+	d.Save(h)
+	assertKeptAside(t, d.Path(), "seq", "garbage\x00\xff")
+}
+
+// assertKeptAside checks that name.corrupt-* holds content.
+func assertKeptAside(t *testing.T, dir, name, content string) {
+	t.Helper()
+	aside, _ := filepath.Glob(filepath.Join(dir, name+".corrupt-*"))
+	if len(aside) != 1 {
+		t.Fatalf("%s kept aside as %v, want one %s.corrupt-TIMESTAMP", name, aside, name)
+	}
+	if b, err := os.ReadFile(aside[0]); err != nil || string(b) != content {
+		t.Errorf("%s: %q %v, want the damaged content %q", aside[0], b, err, content)
+	}
+}
+
+func TestDamagedTokenKeptAside(t *testing.T) {
+	for _, garbage := range []string{"\x00\x01\xfe binary", "two\nlines", "   \n"} {
+		d := New("config.yaml", t.TempDir(), nil)
+		os.MkdirAll(d.Path(), 0o700)
+		os.WriteFile(d.TokenPath(), []byte(garbage), 0o600)
+		tok, _, err := d.Token(gateway.HTTPConfig{Auth: "token"})
+		if err != nil || !validToken(tok) || len(tok) < 32 {
+			t.Fatalf("token from a damaged file %q: %q %v", garbage, tok, err)
+		}
+		assertKeptAside(t, d.Path(), "token", garbage)
+		if again, _, _ := d.Token(gateway.HTTPConfig{Auth: "token"}); again != tok {
+			t.Errorf("the new token was not kept: %q then %q", tok, again)
+		}
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	path := filepath.Join(dir, "f")
+	for _, content := range []string{"one\n", "two\n"} {
+		if err := writeFileAtomic(path, []byte(content)); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != content {
+			t.Errorf("content %q, want %q", b, content)
+		}
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode: %v %v, want 0600", fi, err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("temporary files left: %v", ents)
 	}
 }
 
