@@ -27,7 +27,8 @@ func TestSnapshotStormKeepsReadingsFlowing(t *testing.T) {
 	meta := func(name string) string {
 		return fmt.Sprintf(`{"gateway":"gw-z","name":%q,"transport":"sim","commands":[]}`, name)
 	}
-	flooder.publish(t, "esp32gw/remote1/meta", meta("first"), false)
+	// Retained, as gateways publish metas: the bridge may subscribe after this.
+	flooder.publish(t, "esp32gw/remote1/meta", meta("first"), true)
 	imported := func() bool { code, _ := g.Get("/api/devices/remote1"); return code == 200 }
 	for deadline := time.Now().Add(10 * time.Second); !imported(); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
