@@ -10,11 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/esp32gw/esp32gw/internal/atomicfile"
 )
 
 // Session limits (DESIGN.md "Security defaults").
@@ -278,44 +279,11 @@ func (st *sessionStore) save() {
 	st.mu.Unlock()
 	b, err := json.Marshal(f)
 	if err == nil {
-		err = writeFileSync(st.path, b)
+		err = atomicfile.Write(st.path, b)
 	}
 	if err != nil {
 		st.log.Warn("sessions not saved", "err", err)
 		return
 	}
 	st.saved = gen
-}
-
-// writeFileSync replaces path atomically with data, mode 0600, and syncs the
-// file and its directory so a power cut leaves the old or the new file.
-func writeFileSync(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
 }

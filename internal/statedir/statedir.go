@@ -27,6 +27,8 @@ import (
 	"time"
 
 	"github.com/esp32gw/esp32gw/gateway"
+
+	"github.com/esp32gw/esp32gw/internal/atomicfile"
 )
 
 const (
@@ -212,45 +214,7 @@ func (d Dir) writeSeq(seq uint64, how string) error {
 // a file: the data is written to a temporary file in the same directory and
 // synced, renamed over path, and the directory synced so the rename itself
 // is on disk. The file has mode 0600 (os.CreateTemp).
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename or a new file in dir durable.
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
+func writeFileAtomic(path string, data []byte) error { return atomicfile.Write(path, data) }
 
 // keepAside renames a damaged state file to NAME.corrupt-TIMESTAMP, so the
 // next write does not destroy what an operator may want to look at, and
@@ -261,7 +225,7 @@ func (d Dir) keepAside(path, why string) {
 		d.log.Error(why+"; it could not be kept aside", "file", path, "err", err)
 		return
 	}
-	syncDir(filepath.Dir(path))
+	atomicfile.SyncDir(filepath.Dir(path))
 	d.log.Warn(why+"; the damaged file is kept", "file", aside)
 }
 
