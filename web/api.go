@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
+	rtmetrics "runtime/metrics"
 	"sort"
 
 	"github.com/esp32gw/esp32gw/gateway"
@@ -162,5 +164,11 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	perDevice("esp32gw_device_malformed_total", "counter", "Unusable frames or lines from the device.", func(d gateway.DeviceState) uint64 { return d.Malformed })
 	for _, m := range s.metrics {
 		m.WriteMetrics(w)
+	}
+	metric("go_goroutines", "gauge", "Goroutines that currently exist.", uint64(runtime.NumGoroutine()))
+	live := []rtmetrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	rtmetrics.Read(live)
+	if live[0].Value.Kind() == rtmetrics.KindUint64 {
+		metric("go_heap_live_bytes", "gauge", "Heap bytes marked live by the last garbage collection.", live[0].Value.Uint64())
 	}
 }
