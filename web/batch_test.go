@@ -297,7 +297,7 @@ func TestWriterStress(t *testing.T) {
 
 	want := snap.Seq + 1
 	answers := 0
-	const rounds, burst = 30, 100
+	const rounds, burst = 100, 100 // 10k events (issue 13, attack 9)
 	read := func() msg {
 		t.Helper()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -27,3 +27,10 @@ func (g *Gateway) Exited() <-chan struct{} {
 	defer g.mu.Unlock()
 	return g.exited
 }
+
+// Pid is the process id of the running gateway (for /proc reads such as RSS).
+func (g *Gateway) Pid() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cmd.Process.Pid
+}
