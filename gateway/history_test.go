@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +160,34 @@ func TestLimitsPerDevice(t *testing.T) {
 	}
 	if n := h.Counters().DroppedReadings.Load(); n != 3 {
 		t.Errorf("dropped %d, want 3", n)
+	}
+}
+
+func TestLastValuesBoundedInTotal(t *testing.T) {
+	h := newTestHub(t, Options{LastValuesBytes: 100}, DeviceInfo{ID: "a"}, DeviceInfo{ID: "b"})
+	la, lb := mustAttach(t, h, "a", nil), mustAttach(t, h, "b", nil)
+	v := json.RawMessage(`"` + strings.Repeat("x", 38) + `"`) // 40 bytes
+	la.Publish(Reading{Label: "one", Value: v}, Reading{Label: "two", Value: v})
+	lb.Publish(Reading{Label: "three", Value: v}) // 120 > 100: dropped
+	lb.Publish(Reading{Label: "small", Value: json.RawMessage(`1`)})
+	la.Publish(Reading{Label: "one", Value: json.RawMessage(`2`)}) // shrinks: always taken
+	lb.Publish(Reading{Label: "three", Value: v})                  // fits now
+	sa, _ := h.DeviceState("a")
+	sb, _ := h.DeviceState("b")
+	if len(sa.Labels) != 2 || string(sa.Labels["one"].Value) != "2" || len(sb.Labels) != 2 || sb.Labels["three"].Value == nil {
+		t.Errorf("a %v, b %v", sa.Labels, sb.Labels)
+	}
+	if n := h.Counters().DroppedReadings.Load(); n != 1 {
+		t.Errorf("dropped %d, want 1", n)
+	}
+	// 82 bytes held: another 40 do not fit until b's 41 are freed.
+	la.Publish(Reading{Label: "big", Value: v})
+	if sa, _ = h.DeviceState("a"); len(sa.Labels) != 2 {
+		t.Fatalf("a holds %v past the bound", sa.Labels)
+	}
+	h.RemoveDevice("b")
+	la.Publish(Reading{Label: "big", Value: v})
+	if sa, _ = h.DeviceState("a"); len(sa.Labels) != 3 {
+		t.Errorf("after removing b, a holds %v; its bytes should be free again", sa.Labels)
 	}
 }

@@ -33,6 +33,12 @@ const (
 	// limits.value_bytes): with MaxLabelsPerDevice it bounds the memory of
 	// a device's last values.
 	DefaultValueBytes = 4096
+	// DefaultLastValuesBytes bounds the last values of all devices together:
+	// per-device limits alone let cluster mode's 1024 imported devices (or
+	// many boards) hold 1024 × 256 × 4 KiB = 1 GiB. 32 MiB is 32 boards with
+	// 256 labels of 4 KiB. A reading that would
+	// grow the total past it is dropped and counted.
+	DefaultLastValuesBytes = 32 << 20
 	// RecentLogLines is how many console lines per device a console that
 	// opens late is shown first.
 	RecentLogLines = 50
@@ -58,6 +64,9 @@ type Options struct {
 	// them are dropped and counted. Zero: MaxLabelsPerDevice, DefaultValueBytes.
 	LabelsPerDevice int
 	ValueBytes      int
+	// LastValuesBytes bounds the last values of every device together;
+	// zero: DefaultLastValuesBytes.
+	LastValuesBytes int
 	Logger          *slog.Logger
 	Now             func() time.Time
 }
@@ -70,6 +79,8 @@ type Hub struct {
 	history    History
 	maxLabels  int
 	valueBytes int
+	maxLast    int // bound on lastBytes
+	lastBytes  int // bytes of every label's last value, guarded by mu
 	log        *slog.Logger
 	now        func() time.Time
 	counters   Counters
@@ -158,6 +169,10 @@ func NewHub(o Options) *Hub {
 	}
 	if h.valueBytes <= 0 {
 		h.valueBytes = DefaultValueBytes
+	}
+	h.maxLast = o.LastValuesBytes
+	if h.maxLast <= 0 {
+		h.maxLast = DefaultLastValuesBytes
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -257,6 +272,9 @@ func (h *Hub) removeDeviceLocked(id string) bool {
 	}
 	if d.link != nil {
 		d.link.dead.Store(true)
+	}
+	for _, ls := range d.labels {
+		h.lastBytes -= len(ls.last.Value)
 	}
 	delete(h.devices, id)
 	for i, o := range h.order {

@@ -167,6 +167,19 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 			recs = append(recs, Record{Device: l.id, Label: r.Label, TS: ts, Value: value})
 			continue
 		}
+		if grow := len(value) - len(ls.last.Value); grow > 0 && h.lastBytes+grow > h.maxLast {
+			// Every device's last values together are bounded
+			// (DefaultLastValuesBytes): memory stays bounded whatever
+			// boards and other gateways send.
+			h.counters.DroppedReadings.Add(1)
+			h.log.Debug("reading dropped: the gateway holds its limit of last values", "device", l.id, "label", Truncate(r.Label, 40), "limit", h.maxLast)
+			if !ok {
+				delete(d.labels, r.Label)
+				d.labelOrder = d.labelOrder[:len(d.labelOrder)-1]
+			}
+			continue
+		}
+		h.lastBytes += len(value) - len(ls.last.Value)
 		h.seq++
 		ls.last, ls.kind, ls.restored = Point{Value: value, TS: ts, Seq: h.seq}, KindOf(value), false
 		d.events++

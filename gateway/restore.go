@@ -44,6 +44,14 @@ func (h *Hub) RestoreLast(last map[string]map[string]Record, seqFloor uint64) {
 				d.labels[name] = ls
 				d.labelOrder = append(d.labelOrder, name)
 			}
+			if grow := len(r.Value) - len(ls.last.Value); grow > 0 && h.lastBytes+grow > h.maxLast {
+				if !exists {
+					delete(d.labels, name)
+					d.labelOrder = d.labelOrder[:len(d.labelOrder)-1]
+				}
+				continue
+			}
+			h.lastBytes += len(r.Value) - len(ls.last.Value)
 			ls.last = Point{Value: append([]byte(nil), r.Value...), TS: r.TS, Seq: r.Seq}
 			ls.kind, ls.restored = KindOf(r.Value), true
 			if r.TS.After(d.lastSeen) {

@@ -36,7 +36,7 @@ const (
 	// (Append drops the oldest beyond them). While a commit is in flight up
 	// to as many again are held by the writer.
 	queueMax      = 1 << 16
-	queueMaxBytes = 32 << 20
+	queueMaxBytes = 8 << 20
 	// queueWake commits early when this many readings wait, so a burst does
 	// not reach the bound before the next CommitInterval.
 	queueWake = 1 << 14

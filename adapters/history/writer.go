@@ -58,8 +58,13 @@ func (s *Store) onWriter(ctx context.Context, fn func(context.Context) error) er
 	}
 }
 
-// commitMax bounds the readings of one batch row.
-const commitMax = 1 << 15
+// commitMax and commitMaxBytes bound one batch row: readings, and the bytes
+// of their values (which the row's blob and SQLite copy again, so memory
+// stays bounded however large the values are).
+const (
+	commitMax      = 1 << 15
+	commitMaxBytes = 2 << 20
+)
 
 // commit writes everything queued as batch rows (one per commitMax
 // readings), then compacts and enforces MaxSize when due. force ignores a
@@ -70,7 +75,11 @@ func (s *Store) commit(ctx context.Context, force bool) error {
 	}
 	for {
 		s.qmu.Lock()
-		n := min(len(s.queue), commitMax)
+		n, nb := 0, 0
+		for n < len(s.queue) && n < commitMax && (n == 0 || nb+len(s.queue[n].v) <= commitMaxBytes) {
+			nb += len(s.queue[n].v)
+			n++
+		}
 		items := slices.Clone(s.queue[:n])
 		s.inflight = items
 		clear(s.queue[:n])

@@ -16,6 +16,9 @@ const (
 	// the broker awaiting the cluster; a newer message on a queued topic
 	// replaces the older one, so only a flood of new topics drops (counted).
 	stateQueueTopics = 4096
+	// stateQueueBytes bounds the payloads of those messages together: 4096
+	// topics of up to 64 KiB would otherwise be 256 MiB.
+	stateQueueBytes = 16 << 20
 	// remoteMetaWait is how long a remote device's status and values wait
 	// for its meta before the entry is forgotten.
 	remoteMetaWait = time.Minute
@@ -106,8 +109,9 @@ type stateQueue = queue[string, inMsg]
 
 func newStateQueue(topics int) *stateQueue {
 	return newQueue(queueOptions[string, inMsg]{
-		maxLen: topics, overflow: overflowRefuse, inPlace: true,
-		key: func(m inMsg) (string, bool) { return m.topic, true },
+		maxLen: topics, maxBytes: stateQueueBytes, overflow: overflowRefuse, inPlace: true,
+		key:  func(m inMsg) (string, bool) { return m.topic, true },
+		size: func(m inMsg) int { return len(m.topic) + len(m.payload) },
 	})
 }
 

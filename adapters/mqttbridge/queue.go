@@ -19,8 +19,8 @@ import (
 //     oldest unkeyed value is dropped (the oldest keyed one when only those
 //     remain), never the value just pushed; each drop is counted in dropped.
 //     Used where the newest data matters most (readings for the broker).
-//   - overflowRefuse: a push that would add a value beyond maxLen is
-//     refused (push returns false and dropped counts it); replacing a
+//   - overflowRefuse: a push that would add a value beyond maxLen (or
+//     beyond maxBytes) is refused (push returns false and dropped counts it); replacing a
 //     queued value with the same key is always taken, so the latest state
 //     of a topic already queued is never lost. Used where a flood of new
 //     keys must not evict state already queued.
@@ -110,7 +110,7 @@ func (q *queue[K, V]) putLocked(e *queued[K, V], front bool) bool {
 			q.removeLocked(old)
 		}
 	}
-	if q.opt.overflow == overflowRefuse && q.l.Len() >= q.opt.maxLen {
+	if q.opt.overflow == overflowRefuse && (q.l.Len() >= q.opt.maxLen || (q.opt.maxBytes > 0 && q.bytes+e.size > q.opt.maxBytes)) {
 		q.dropped.Add(1)
 		return false
 	}

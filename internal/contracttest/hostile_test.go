@@ -34,15 +34,18 @@ func hostileDuration() time.Duration {
 	return 15 * time.Second
 }
 
-// rssCeiling is how far the gateway's RSS may grow over its start: 192 MB,
-// 640 MB for a -race build (shadow memory multiplies every allocation).
+// rssCeiling is how far the gateway's RSS may grow over its start: 256 MB,
+// 640 MB for a -race build (shadow memory multiplies every allocation). The
+// gateway's bounds (32 MiB of last values in all, 16 MiB of MQTT state
+// waiting, 8 MiB of history queue, the replay ring) make a live heap under
+// 96 MB; the Go runtime keeps up to about twice that as RSS.
 // Unbounded growth (the defect: gigabytes) breaks it within the attack; the
 // live heap (liveHeapCeiling) and the plateau check are the tighter bounds.
 func rssCeiling() int64 {
 	if raceBuild {
 		return 640 << 20
 	}
-	return 192 << 20
+	return 256 << 20
 }
 
 // hostileEnv is the environment of the gateway under attack: the Go
@@ -367,22 +370,6 @@ func gctrace(t testing.TB, g *testgw.Gateway) (problems []string) {
 	return problems
 }
 
-// knownDefects: ESP32GW_KNOWN_DEFECTS=1 fails the tests of defects still open
-// instead of skipping them after their measurements.
-func knownDefect(t testing.TB, what string, problems []string) {
-	t.Helper()
-	if len(problems) == 0 {
-		return
-	}
-	if os.Getenv("ESP32GW_KNOWN_DEFECTS") != "" {
-		for _, p := range problems {
-			t.Error(p)
-		}
-		return
-	}
-	t.Skipf("KNOWN DEFECT (%s), set ESP32GW_KNOWN_DEFECTS=1 to fail on it: %s", what, strings.Join(problems, "; "))
-}
-
 // Defect 1 in cluster mode: an MQTT client publishes metas for 1100 remote
 // devices and big values on many labels of each. RSS stays bounded and a
 // local board's readings keep reaching a browser every second.
@@ -460,7 +447,9 @@ func TestHostileMQTTPublisherMemoryBounded(t *testing.T) {
 	// Open today: last values are bounded per device (256 labels × 4 KB),
 	// not in total, and cluster mode imports up to 1024 devices: about
 	// 1 GiB of values one broker client can make the gateway hold.
-	knownDefect(t, "issue 13 defect 1 in cluster mode: remote devices' last values are bounded per device only, ~1 GiB in all", problems)
+	for _, p := range problems {
+		t.Error(p)
+	}
 }
 
 // Attack 8: 500 sockets opened and closed quickly and a browser sending
