@@ -26,6 +26,8 @@ import (
 	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 )
 
 // serveReferenceFlag runs the reference broadcaster (hidden: the tool
@@ -193,7 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			defer os.RemoveAll(dir)
 			fmt.Fprintln(stderr, "building ./cmd/esp32gw …")
-			if gw, err = buildGateway(ctx, dir); err != nil {
+			if gw, err = gwproc.BuildGateway(ctx, dir); err != nil {
 				return err
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 )
 
 // Phase timings.
@@ -82,10 +84,10 @@ func measure(ctx context.Context, o options, kind, gwBin string, progress io.Wri
 			}
 			specs[i].url = b.url()
 		} else {
-			specs[i].token = randomToken()
+			specs[i].token = gwproc.RandomToken()
 		}
 	}
-	addr, err := freeAddr()
+	addr, err := gwproc.FreeAddr()
 	if err != nil {
 		return res, err
 	}

@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 )
 
 // Server process timings.
@@ -73,7 +70,7 @@ func gatewayConfig(addr, token string, boards []boardSpec) string {
 
 // startGateway writes a config into dir and runs the gateway binary on it.
 func startGateway(ctx context.Context, bin, dir, addr string, boards []boardSpec) (*serverProc, error) {
-	p := &serverProc{kind: "gateway", addr: addr, token: randomToken()}
+	p := &serverProc{kind: "gateway", addr: addr, token: gwproc.RandomToken()}
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(gatewayConfig(addr, p.token, boards)), 0o600); err != nil {
 		return nil, fmt.Errorf("gateway config: %w", err)
@@ -89,7 +86,7 @@ func startReference(ctx context.Context, addr string, boards []boardSpec) (*serv
 	if err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
 	}
-	p := &serverProc{kind: "reference", addr: addr, token: randomToken()}
+	p := &serverProc{kind: "reference", addr: addr, token: gwproc.RandomToken()}
 	spec := refSpec{Listen: addr, Token: p.token}
 	for _, b := range boards {
 		spec.Boards = append(spec.Boards, refBoard{ID: b.id, URL: b.url, Token: b.token})
@@ -106,7 +103,7 @@ func startReference(ctx context.Context, addr string, boards []boardSpec) (*serv
 func (p *serverProc) start(ctx context.Context) error {
 	p.log = &tail{max: logTail}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = childAttrs()
+	p.cmd.SysProcAttr = gwproc.ChildAttrs()
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("%s: start %s: %w", p.kind, p.cmd.Path, err)
 	}
@@ -156,39 +153,6 @@ func (p *serverProc) stop() (time.Duration, error) {
 		return time.Since(start), fmt.Errorf("%s: %v\n%s", p.kind, p.err, p.log)
 	}
 	return time.Since(start), nil
-}
-
-// buildGateway builds ./cmd/esp32gw of the module in the working directory
-// into dir.
-func buildGateway(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", errors.New("build the gateway: not inside the esp32gw module; run from the repository or pass -gateway PATH")
-	}
-	bin := filepath.Join(dir, "esp32gw")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/esp32gw")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/esp32gw: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// freeAddr picks a free loopback port.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("free port: %w", err)
-	}
-	defer ln.Close()
-	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
-}
-
-func randomToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // tail keeps the last max bytes written to it; safe for concurrent use.

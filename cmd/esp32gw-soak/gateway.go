@@ -3,12 +3,9 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 )
 
 // gatewayProc is the gateway binary running as a child process; its whole
@@ -65,7 +64,7 @@ func startGateway(ctx context.Context, bin, dir, cfg string, addr, token string)
 	p.cmd = exec.Command(bin, "-config", cfgPath, "-log-level", "warn")
 	p.cmd.Dir = dir
 	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.SysProcAttr = childAttrs()
+	p.cmd.SysProcAttr = gwproc.ChildAttrs()
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
@@ -221,34 +220,4 @@ func (p *gatewayProc) resources() (Resources, error) {
 		}
 	}
 	return r, nil
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-func randomToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func buildGateway(ctx context.Context, dir string) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the esp32gw module; run from the repository or pass -gateway PATH")
-	}
-	bin := filepath.Join(dir, "esp32gw")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/esp32gw")
-	cmd.Dir = filepath.Dir(gomod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/esp32gw: %w\n%s", err, out)
-	}
-	return bin, nil
 }

@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 )
 
 func main() {
@@ -184,17 +186,17 @@ func soak(ctx context.Context, o options, sum *Summary, stderr io.Writer) error 
 	bin := o.Gateway
 	if bin == "" {
 		fmt.Fprintln(stderr, "building ./cmd/esp32gw …")
-		if bin, err = buildGateway(ctx, dir); err != nil {
+		if bin, err = gwproc.BuildGateway(ctx, dir); err != nil {
 			return err
 		}
 	} else if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
+	addr, err := gwproc.FreeAddr()
 	if err != nil {
 		return err
 	}
-	token, boardToken := randomToken(), randomToken()
+	token, boardToken := gwproc.RandomToken(), gwproc.RandomToken()
 	var ids []string
 	for i := 0; i < o.Boards; i++ {
 		ids = append(ids, fmt.Sprintf("b%d", i))

@@ -1,0 +1,53 @@
+// Package gwproc holds what the tools that run the gateway as a child
+// process (cmd/esp32gw-load, cmd/esp32gw-soak) share: building the binary
+// from the checkout, a free loopback address, a random token, and process
+// attributes that tie the child's life to the tool. It starts no goroutines.
+package gwproc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// BuildGateway builds ./cmd/esp32gw of the module in the working directory
+// into dir and returns the binary's path.
+func BuildGateway(ctx context.Context, dir string) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", errors.New("build the gateway: not inside the esp32gw module; run from the repository or pass -gateway PATH")
+	}
+	bin := filepath.Join(dir, "esp32gw")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/esp32gw")
+	cmd.Dir = filepath.Dir(gomod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/esp32gw: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// FreeAddr picks a free loopback address ("127.0.0.1:PORT").
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("free port: %w", err)
+	}
+	defer ln.Close()
+	return "127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), nil
+}
+
+// RandomToken is 128 random bits in hex.
+func RandomToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
