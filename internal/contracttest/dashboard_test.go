@@ -57,12 +57,16 @@ const dashDevices = `
 
 var dashIDs = []string{"demo", "climate", "relays", "lamp", "kitchen"}
 
-// chartsDrawnJS is true once every chart on screen has been drawn at its
-// current size (a canvas' pixel width is only set when it is drawn).
-const chartsDrawnJS = `[...document.querySelectorAll('canvas.spark')].every(c => {
-	const r = c.getBoundingClientRect();
-	return r.bottom < 0 || r.top > innerHeight || (c.width === Math.round(r.width * devicePixelRatio) && c.getAttribute('aria-label').includes(', min '));
-})`
+// chartsDrawnJS is true once there are number charts and every one on
+// screen has been drawn at its current size (a canvas' pixel width is only
+// set when it is drawn) with data (its description names the minimum).
+const chartsDrawnJS = `(() => {
+	const cs = [...document.querySelectorAll('.hist-number .hist-plot canvas')];
+	return cs.length > 0 && cs.every(c => {
+		const r = c.getBoundingClientRect();
+		return r.bottom < 0 || r.top > innerHeight || (c.width === Math.round(r.width * devicePixelRatio) && c.getAttribute('aria-label').includes(', min '));
+	});
+})()`
 
 // startDashboard starts a browser and a gateway with dashDevices behind a
 // login token, and logs a tab named name in (see dashLogin).
