@@ -310,7 +310,7 @@ window.ready = true;
 func huiDrawnJS(id string, n int) string {
 	return fmt.Sprintf(`(() => {
 		const root = document.querySelector('#%s .hist');
-		if (!root || root.dataset.state !== 'ready') return false;
+		if (!root || root.dataset.state !== 'ready' || root.dataset.loading) return false;
 		const c = root.querySelector('canvas');
 		if (!c.width || !c.height) return false;
 		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -87,7 +87,7 @@ const hdFetchLog = `(() => {
 func hdDrawnJS(sel string, n int) string {
 	return fmt.Sprintf(`(() => {
 		const root = document.querySelector(%q);
-		if (!root || root.dataset.state !== 'ready') return false;
+		if (!root || root.dataset.state !== 'ready' || root.dataset.loading) return false;
 		const c = root.querySelector('canvas');
 		if (!c || !c.width || !c.height) return false;
 		const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -512,6 +512,10 @@ class HistoryChart {
     else if (this.res) s = fmtRes(this.res);
     this.resEl.textContent = s;
     this.root.dataset.resolution = this.res;
+    // Shown data stays while a new range loads; data-loading tells a page
+    // (and a test) that what is drawn is not yet the asked-for range.
+    if (this.loading) this.root.dataset.loading = 'true';
+    else delete this.root.dataset.loading;
   }
 
   accept(ans) {
