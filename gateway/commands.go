@@ -33,6 +33,7 @@ func (h *Hub) Command(ctx context.Context, id string, c Command) (err error) {
 		return fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
 	c.Value = compact.Bytes()
+	c.Frame = false // gateway frames go through SendFrame only
 	h.mu.Lock()
 	d, ok := h.devices[id]
 	if !ok {

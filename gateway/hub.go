@@ -123,7 +123,12 @@ type device struct {
 	malformed  uint64
 	commands   TokenBucket // per-device command rate
 	lastBadLog time.Time
-	logs       []*Message // the last RecentLogLines console lines
+	logs       []*Message           // the last RecentLogLines console lines
+	attrs      map[string]attrState // board attributes by name without '$' (attrs.go)
+	since      time.Time            // when online last changed
+	rate       readingRate          // readings per minute, for the fleet view
+	localAddr  string               // the link socket's addresses while attached
+	remoteAddr string
 }
 
 type labelState struct {
@@ -275,6 +280,9 @@ func (h *Hub) removeDeviceLocked(id string) bool {
 	}
 	for _, ls := range d.labels {
 		h.lastBytes -= len(ls.last.Value)
+	}
+	for _, as := range d.attrs {
+		h.lastBytes -= len(as.value)
 	}
 	delete(h.devices, id)
 	for i, o := range h.order {

@@ -36,6 +36,7 @@ func (h *Hub) Attach(id string, send SendFunc) (Link, error) {
 	d.attached = true
 	d.reason = ""
 	d.lastSeen = h.now()
+	d.localAddr, d.remoteAddr = "", ""
 	h.statusLocked(d, true, "")
 	return l, nil
 }
@@ -101,6 +102,19 @@ func (l *hubLink) Seen() {
 	h.mu.Unlock()
 }
 
+// SetAddr records the link socket's local and remote addresses.
+func (l *hubLink) SetAddr(local, remote string) {
+	if l.dead.Load() {
+		return
+	}
+	h := l.hub
+	h.mu.Lock()
+	if l.dev.link == l {
+		l.dev.localAddr, l.dev.remoteAddr = local, remote
+	}
+	h.mu.Unlock()
+}
+
 // Detach reports that the link went down; reason says why and reaches
 // browsers in the status event. Detaching twice, or after the link was
 // replaced, does nothing.
@@ -119,6 +133,7 @@ func (l *hubLink) Detach(reason string) {
 		reason = "link closed"
 	}
 	l.dev.reason = reason
+	l.dev.localAddr = ""
 	if h.devices[l.id] == l.dev {
 		h.statusLocked(l.dev, false, reason)
 	}
@@ -136,7 +151,12 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 	// One frame's readings reach each subscriber together (see broadcastLocked).
 	msgs := make([]*Message, 0, len(rs))
 	var recs []Record
+	infoChanged := false
 	for _, r := range rs {
+		if r.Attr {
+			infoChanged = h.publishAttrLocked(d, r, now, &recs) || infoChanged
+			continue
+		}
 		if err := checkReading(r); err != nil {
 			h.counters.DroppedReadings.Add(1)
 			h.log.Debug("reading dropped", "device", l.id, "label", Truncate(r.Label, 40), "err", err)
@@ -183,11 +203,15 @@ func (h *Hub) publish(l *hubLink, rs []Reading) {
 		h.seq++
 		ls.last, ls.kind, ls.restored = Point{Value: value, TS: ts, Seq: h.seq}, KindOf(value), false
 		d.events++
+		d.rate.add(now)
 		h.counters.EventsIn.Add(1)
 		m := newEventMessage(l.id, r.Label, value, ts, h.seq)
 		h.replay.add(m)
 		msgs = append(msgs, m)
 		recs = append(recs, Record{Device: l.id, Label: r.Label, TS: ts, Value: value, Seq: h.seq})
+	}
+	if infoChanged {
+		msgs = append(msgs, newInfoMessage(l.id, d.infoLocked(), now))
 	}
 	h.broadcastLocked(msgs...)
 	if h.history != nil && len(recs) > 0 {
@@ -239,6 +263,7 @@ func (h *Hub) statusLocked(d *device, online bool, reason string) {
 	} else {
 		d.reason = ""
 	}
+	d.since = now
 	h.replay.add(m)
 	h.broadcastLocked(m)
 }

@@ -14,6 +14,9 @@ const (
 	KindStatus
 	KindLog
 	KindSnapshot
+	// KindInfo: a device's board attributes changed (Info holds them all,
+	// Value their JSON object).
+	KindInfo
 )
 
 // Message is one item of the hub's stream. Data is its /ws JSON frame,
@@ -33,6 +36,8 @@ type Message struct {
 	Reason string // statuses
 
 	Line string // logs
+
+	Info map[string]json.RawMessage // infos: attribute name (no '$') → value
 
 	// Snapshots: every device's state, as Data holds it, for consumers that
 	// want the structure (the compatibility endpoint) without decoding Data.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"maps"
 	"slices"
+	"strings"
 )
 
 // RestoreLast loads each label's newest stored reading (from the history
@@ -32,6 +33,10 @@ func (h *Hub) RestoreLast(last map[string]map[string]Record, seqFloor uint64) {
 		}
 		for _, name := range slices.Sorted(maps.Keys(labels)) {
 			r := labels[name]
+			if attr, ok := strings.CutPrefix(name, AttrPrefix); ok {
+				h.restoreAttrLocked(d, attr, r)
+				continue
+			}
 			if checkReading(Reading{Label: name, Value: r.Value}) != nil {
 				continue
 			}

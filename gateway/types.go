@@ -31,13 +31,25 @@ type Reading struct {
 	Label string
 	Value json.RawMessage
 	TS    time.Time
+	// Attr: the reading describes the board, not a sensor (a "$fw",
+	// "$rssi", … label on the wire); Label is the name without the '$'.
+	// Attributes are kept under the device's info, not as labels.
+	Attr bool
 }
+
+// AttrPrefix marks an attribute label on the wire and in the history store
+// ("$rssi").
+const AttrPrefix = "$"
 
 // Command is what a browser, HTTP client or MQTT publisher asks a board to do.
 // Label may be empty (a bare "toggle"). Value is compact, valid JSON.
 type Command struct {
 	Label string
 	Value json.RawMessage
+	// Frame: Value is a gateway frame for the board ({"type":"ota",…},
+	// {"type":"adopted",…}), written verbatim whatever the device's
+	// command_format. Only the gateway itself sends these (Hub.SendFrame).
+	Frame bool
 }
 
 // SendFunc hands one command to a board link. It must return once the link
@@ -83,6 +95,10 @@ type Link interface {
 	Malformed() (logNow bool)
 	// Seen records that the board showed a sign of life (a pong) without data.
 	Seen()
+	// SetAddr records the link socket's local and remote addresses
+	// ("IP:port"): the fleet view shows the remote one, and firmware
+	// updates build the board's download URL on the local one.
+	SetAddr(local, remote string)
 	// Detach reports that the link went down; reason says why and reaches
 	// browsers in the status event. Detaching twice, or after the link was
 	// replaced, does nothing.

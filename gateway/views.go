@@ -19,9 +19,17 @@ type DeviceState struct {
 	Reconnects int                   `json:"reconnects"`
 	Commands   []string              `json:"commands"`
 	Labels     map[string]LabelValue `json:"labels"`
-	// Counters for /metrics; not part of the JSON object.
-	Events    uint64 `json:"-"`
-	Malformed uint64 `json:"-"`
+	// Info holds the board's attributes ($fw, $rssi, …) without the '$'.
+	Info map[string]json.RawMessage `json:"info"`
+	// The fleet view's figures: since when the device is online (or
+	// offline), the link's remote address, readings in the last minute,
+	// unusable frames since start.
+	Since          *string `json:"since"`
+	Addr           string  `json:"addr,omitempty"`
+	ReadingsPerMin int     `json:"readings_per_min"`
+	Malformed      uint64  `json:"malformed"`
+	// Events counts accepted readings, for /metrics.
+	Events uint64 `json:"-"`
 }
 
 // LabelValue is a label's last value and its kind.
@@ -68,11 +76,16 @@ func (h *Hub) stateLocked(d *device) DeviceState {
 		ID: d.info.ID, Name: d.info.Name, Gateway: d.info.Gateway, Transport: d.info.Transport,
 		Remote: d.info.Remote, Online: d.online(), Reason: d.reason, Reconnects: d.reconnects,
 		Commands: append([]string{}, d.info.Commands...), Labels: make(map[string]LabelValue, len(d.labels)),
-		Events: d.events, Malformed: d.malformed,
+		Events: d.events, Malformed: d.malformed, Info: d.infoLocked(), Addr: d.remoteAddr,
+		ReadingsPerMin: d.rate.perMinute(h.now()),
 	}
 	if !d.lastSeen.IsZero() {
 		s := FormatTime(d.lastSeen)
 		st.LastSeen = &s
+	}
+	if !d.since.IsZero() {
+		s := FormatTime(d.since)
+		st.Since = &s
 	}
 	for name, ls := range d.labels {
 		st.Labels[name] = LabelValue{Value: ls.last.Value, TS: FormatTime(ls.last.TS), Seq: ls.last.Seq, Kind: ls.kind, Restored: ls.restored}

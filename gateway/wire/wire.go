@@ -127,15 +127,24 @@ func parseObject(obj []byte, out []gateway.Reading) ([]gateway.Reading, error) {
 		if label[0] != '"' || json.Unmarshal(label, &l) != nil { // null would decode as ""
 			return out, fmt.Errorf("%w: \"label\" must be a string", ErrMalformed)
 		}
-		return append(out, gateway.Reading{Label: l, Value: compact(value), TS: ts}), tsErr
+		return append(out, reading(l, compact(value), ts)), tsErr
 	}
 	for _, f := range fields {
 		if f.key == "ts" {
 			continue
 		}
-		out = append(out, gateway.Reading{Label: f.key, Value: compact(f.raw), TS: ts})
+		out = append(out, reading(f.key, compact(f.raw), ts))
 	}
 	return out, tsErr
+}
+
+// reading makes one reading; a label starting with '$' is a board attribute
+// ($fw, $rssi, …), kept without the '$'.
+func reading(label string, value json.RawMessage, ts time.Time) gateway.Reading {
+	if name, ok := strings.CutPrefix(label, gateway.AttrPrefix); ok {
+		return gateway.Reading{Label: name, Value: value, TS: ts, Attr: true}
+	}
+	return gateway.Reading{Label: label, Value: value, TS: ts}
 }
 
 // parseTS reads a board's "ts": unix milliseconds (a JSON number) or an
@@ -235,8 +244,12 @@ func ParseCommand(frame []byte) gateway.Command {
 
 // EncodeCommand renders a command for a board by its command_format: "text"
 // sends the value itself (a JSON string's text, otherwise its JSON), "json"
-// sends {"label":L,"value":V} ({"value":V} when there is no label).
+// sends {"label":L,"value":V} ({"value":V} when there is no label). A
+// gateway frame (Command.Frame) goes as it is.
 func EncodeCommand(format string, c gateway.Command) []byte {
+	if c.Frame {
+		return append([]byte(nil), c.Value...)
+	}
 	if format == gateway.FormatJSON {
 		var b bytes.Buffer
 		b.WriteByte('{')

@@ -226,3 +226,21 @@ func TestLogLine(t *testing.T) {
 		})
 	}
 }
+
+func TestParseAttributes(t *testing.T) {
+	for _, frame := range []string{
+		`{"$fw":"1.2.0","$rssi":-61,"temp":21.5,"ts":1764669600123}`,
+		`[{"label":"$fw","value":"1.2.0","ts":1764669600123},{"label":"$rssi","value":-61,"ts":1764669600123},{"label":"temp","value":21.5,"ts":1764669600123}]`,
+	} {
+		rs, err := Parse([]byte(frame))
+		if err != nil || len(rs) != 3 {
+			t.Fatalf("%s: %v %v", frame, rs, err)
+		}
+		if !rs[0].Attr || rs[0].Label != "fw" || !rs[1].Attr || rs[1].Label != "rssi" || rs[2].Attr || rs[2].Label != "temp" {
+			t.Errorf("%s: %+v", frame, rs)
+		}
+		if rs[0].TS.UnixMilli() != 1764669600123 {
+			t.Errorf("%s: ts %v", frame, rs[0].TS)
+		}
+	}
+}

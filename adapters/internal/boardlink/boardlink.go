@@ -153,6 +153,7 @@ func Attach(sink gateway.Sink, conn *websocket.Conn, o Options) (*Link, error) {
 		return nil, fmt.Errorf("boardlink %s: %w", o.Device, err)
 	}
 	l.glink = gl
+	gl.SetAddr(conn.LocalAddr().String(), conn.RemoteAddr().String())
 	return l, nil
 }
 

@@ -1,0 +1,134 @@
+package gateway
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"time"
+)
+
+// Board attributes ($fw, $rssi, $uptime, …, DESIGN.md "Attributes") describe
+// the board, not a sensor. The wire format marks them (Reading.Attr); the hub
+// keeps each device's newest ones under "info", bounded like labels
+// (limits.labels_per_device names, limits.value_bytes each, inside the
+// total of last values), records them in history as "$name", and tells
+// subscribers with an info message holding all of the device's attributes.
+// Attributes have no seq: they are not events, and a resuming browser sees
+// them in the next snapshot.
+
+// attrState is one attribute's newest value.
+type attrState struct {
+	value    json.RawMessage
+	ts       time.Time
+	restored bool
+}
+
+// publishAttrLocked takes one attribute reading; it reports whether the
+// device's info changed. Records for the history store are appended to recs.
+func (h *Hub) publishAttrLocked(d *device, r Reading, now time.Time, recs *[]Record) bool {
+	if err := checkReading(r); err != nil {
+		h.counters.DroppedReadings.Add(1)
+		h.log.Debug("attribute dropped", "device", d.info.ID, "name", Truncate(r.Label, 40), "err", err)
+		return false
+	}
+	if len(r.Value) > h.valueBytes {
+		h.counters.DroppedReadings.Add(1)
+		h.log.Debug("attribute dropped: value too long", "device", d.info.ID, "name", Truncate(r.Label, 40), "bytes", len(r.Value), "limit", h.valueBytes)
+		return false
+	}
+	value := append(json.RawMessage(nil), r.Value...)
+	ts := h.readingTime(r.TS, now)
+	rec := Record{Device: d.info.ID, Label: AttrPrefix + r.Label, TS: ts, Value: value}
+	as, ok := d.attrs[r.Label]
+	if ok && ts.Before(as.ts) {
+		h.counters.Backfilled.Add(1)
+		*recs = append(*recs, rec)
+		return false
+	}
+	if !ok && len(d.attrs) >= h.maxLabels {
+		h.counters.DroppedReadings.Add(1)
+		h.log.Debug("attribute dropped: too many attributes", "device", d.info.ID, "name", Truncate(r.Label, 40))
+		return false
+	}
+	if grow := len(value) - len(as.value); grow > 0 && h.lastBytes+grow > h.maxLast {
+		h.counters.DroppedReadings.Add(1)
+		return false
+	}
+	h.lastBytes += len(value) - len(as.value)
+	if d.attrs == nil {
+		d.attrs = map[string]attrState{}
+	}
+	changed := !ok || as.restored || string(as.value) != string(value)
+	d.attrs[r.Label] = attrState{value: value, ts: ts}
+	*recs = append(*recs, rec)
+	return changed
+}
+
+// infoLocked is a copy of the device's attributes, names without '$'.
+func (d *device) infoLocked() map[string]json.RawMessage {
+	info := make(map[string]json.RawMessage, len(d.attrs))
+	for name, as := range d.attrs {
+		info[name] = as.value
+	}
+	return info
+}
+
+// restoreAttrLocked sets an attribute recovered from the history store at
+// start (name without '$').
+func (h *Hub) restoreAttrLocked(d *device, name string, r Record) {
+	if checkReading(Reading{Label: name, Value: r.Value}) != nil || len(r.Value) > h.valueBytes {
+		return
+	}
+	as, ok := d.attrs[name]
+	if !ok && len(d.attrs) >= h.maxLabels {
+		return
+	}
+	if grow := len(r.Value) - len(as.value); grow > 0 && h.lastBytes+grow > h.maxLast {
+		return
+	}
+	h.lastBytes += len(r.Value) - len(as.value)
+	if d.attrs == nil {
+		d.attrs = map[string]attrState{}
+	}
+	d.attrs[name] = attrState{value: append(json.RawMessage(nil), r.Value...), ts: r.TS, restored: true}
+}
+
+// newInfoMessage is a device's attributes after a change:
+// {"type":"info","device":D,"info":{"fw":"1.2.0","rssi":-61,…},"ts":T}.
+func newInfoMessage(device string, info map[string]json.RawMessage, ts time.Time) *Message {
+	m := &Message{Kind: KindInfo, Device: device, TS: ts, Info: info}
+	// Sorted keys: the same info encodes the same way (MQTT's retained
+	// info message changes only when an attribute does).
+	keys := slices.Sorted(maps.Keys(info))
+	ordered := make([]byte, 0, 64*len(keys))
+	ordered = append(ordered, '{')
+	for i, k := range keys {
+		if i > 0 {
+			ordered = append(ordered, ',')
+		}
+		ordered = append(ordered, mustJSON(k)...)
+		ordered = append(ordered, ':')
+		ordered = append(ordered, info[k]...)
+	}
+	ordered = append(ordered, '}')
+	m.Value = ordered
+	m.Data = mustJSON(struct {
+		Type   string          `json:"type"`
+		Device string          `json:"device"`
+		Info   json.RawMessage `json:"info"`
+		TS     string          `json:"ts"`
+	}{"info", device, ordered, FormatTime(ts)})
+	return m
+}
+
+// Info returns a device's attributes (names without '$') and whether the
+// device exists.
+func (h *Hub) Info(id string) (map[string]json.RawMessage, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d, ok := h.devices[id]
+	if !ok {
+		return nil, false
+	}
+	return d.infoLocked(), true
+}
