@@ -27,6 +27,9 @@ type importRule struct {
 var importTable = []importRule{
 	{pkg: "gateway", allow: []string{"gateway"}, stdlibOnly: true},
 	{pkg: "adapters/internal/", allow: []string{"gateway", "adapters/internal/"}},
+	// mdns hands the boards it finds to a callback; cmd turns them into
+	// pending devices, so it needs nothing of the module.
+	{pkg: "adapters/mdns", allow: nil},
 	{pkg: "adapters/", allow: []string{"gateway", "adapters/internal/", "internal/"}},
 	{pkg: "web", allow: []string{"gateway", "web", "internal/"}},
 	{pkg: "internal/", allow: []string{"gateway", "internal/", "adapters/", "web", "cmd/"}},
@@ -181,6 +184,9 @@ func TestImportRules(t *testing.T) {
 		{"adapters/wsdial", "adapters/internal/boardlink", true},
 		{"adapters/wsdial", "gateway/wire", true},
 		{"adapters/mqttbridge", "adapters/mqttbridge/hadiscovery", true},
+		{"adapters/mdns", "gateway", false},
+		{"adapters/mdns", "internal/backoff", false},
+		{"adapters/mdns", "adapters/mdns/sub", true},
 		{"adapters/internal/boardlink", "adapters/wsdial", false},
 		{"adapters/internal/boardlink", "gateway", true},
 		{"cmd/esp32gw", "adapters/wsdial", true},

@@ -1,0 +1,312 @@
+package mdns
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/mdns"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
+)
+
+// The namespace tests run real mDNS between two network namespaces joined by
+// a veth pair, which they create and delete themselves: no packet of theirs
+// reaches the host's network. Each side is this test binary run again inside
+// its namespace (ip netns exec), with roleEnv choosing what TestNetnsRole
+// does there.
+const (
+	roleEnv   = "ESP32GW_MDNS_ROLE"
+	ifaceEnv  = "ESP32GW_MDNS_IFACE"
+	subnet    = "10.231.17." // a /24 that exists only inside the test namespaces
+	boardPort = 80
+	gwPort    = 8080
+)
+
+// needNetns skips the test when it cannot make namespaces, but fails it in CI,
+// where a skip would hide that the test never ran.
+func needNetns(t *testing.T) {
+	t.Helper()
+	why := ""
+	if os.Geteuid() != 0 {
+		why = "not root"
+	} else if _, err := exec.LookPath("ip"); err != nil {
+		why = "no ip command (iproute2)"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("network namespace test cannot run in CI: %s", why)
+	}
+	t.Skipf("network namespace test needs root and iproute2: %s", why)
+}
+
+func ip(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// netns creates a namespace with lo up, deleted when the test ends.
+func netns(t *testing.T, role string) string {
+	t.Helper()
+	name := fmt.Sprintf("esp32gw-mdns-%s-%d", role, os.Getpid())
+	ip(t, "netns", "add", name)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
+		}
+	})
+	ip(t, "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// child is this test binary running one role inside a namespace; closing its
+// stdin tells it to stop.
+type child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   testutil.SyncBuffer
+	done  chan error
+}
+
+func startChild(t *testing.T, ns, role, iface string) *child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &child{done: make(chan error, 1)}
+	c.cmd = exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestNetnsRole$", "-test.v", "-test.timeout=40s")
+	c.cmd.Env = append(os.Environ(), roleEnv+"="+role, ifaceEnv+"="+iface)
+	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
+	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.done <- c.cmd.Wait() }()
+	t.Cleanup(func() {
+		c.stdin.Close()
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s child did not stop; killing it", role)
+			c.cmd.Process.Kill()
+			<-c.done
+		}
+	})
+	return c
+}
+
+// wait waits for the child to exit by itself and fails the test unless it
+// passed.
+func (c *child) wait(t *testing.T, within time.Duration, role string) {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		c.done <- err // for the cleanup
+		if err != nil || !strings.Contains(c.out.String(), "\nPASS") {
+			t.Fatalf("%s side failed (%v):\n%s", role, err, c.out.String())
+		}
+		t.Logf("%s side:\n%s", role, c.out.String())
+	case <-time.After(within):
+		t.Fatalf("%s side did not finish within %v:\n%s", role, within, c.out.String())
+	}
+}
+
+// TestNetnsDiscovery: namespace A runs Run (advertising gateway gw-a, default
+// interface choice) and a board advertiser; namespace B runs Run (gateway
+// gw-b, interface named) and must report the board with its URL, and a plain
+// browse from B for the gateway service must find gw-a with its TXT.
+func TestNetnsDiscovery(t *testing.T) {
+	needNetns(t)
+	a, b := netns(t, "a"), netns(t, "b")
+	pid := strconv.Itoa(os.Getpid())
+	va, vb := "mda"+pid, "mdb"+pid // at most 15 bytes
+	ip(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
+	for _, side := range []struct{ ns, dev, addr string }{{a, va, subnet + "1/24"}, {b, vb, subnet + "2/24"}} {
+		ip(t, "-n", side.ns, "addr", "add", side.addr, "dev", side.dev)
+		ip(t, "-n", side.ns, "link", "set", side.dev, "up")
+		// No default route in a namespace: the multicast group needs one.
+		ip(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
+	}
+
+	adv := startChild(t, a, "advertise", va)
+	testutil.Eventually(t, 10*time.Second, "advertiser ready", func() bool {
+		if strings.Contains(adv.out.String(), "--- FAIL") {
+			t.Fatalf("advertiser failed:\n%s", adv.out.String())
+		}
+		return strings.Contains(adv.out.String(), "ADVERTISING")
+	})
+	br := startChild(t, b, "browse", vb)
+	br.wait(t, 25*time.Second, "browse")
+	adv.stdin.Close()
+	adv.wait(t, 10*time.Second, "advertise")
+}
+
+// TestNetnsNoMulticast runs Run with the default interface choice in a
+// namespace that has only loopback: it must warn once and return nil when its
+// context ends.
+func TestNetnsNoMulticast(t *testing.T) {
+	needNetns(t)
+	c := startChild(t, netns(t, "n"), "nomcast", "")
+	c.wait(t, 15*time.Second, "nomcast")
+}
+
+// TestNetnsRole is one side of a namespace test; it runs only when a parent
+// test started it with roleEnv set.
+func TestNetnsRole(t *testing.T) {
+	role := os.Getenv(roleEnv)
+	if role == "" {
+		t.Skip("runs only inside a namespace test")
+	}
+	testutil.CheckGoroutines(t)
+	switch iface := os.Getenv(ifaceEnv); role {
+	case "advertise":
+		roleAdvertise(t, iface)
+	case "browse":
+		roleBrowse(t, iface)
+	case "nomcast":
+		checkQuietWithoutMulticast(t, nil)
+	default:
+		t.Fatalf("unknown role %q", role)
+	}
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// roleAdvertise runs Run as gateway gw-a and, with the library's server, a
+// board, until its stdin closes.
+func roleAdvertise(t *testing.T, iface string) {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zone, err := mdns.NewMDNSService("Kitchen Board", BoardService, "local.", "esp32-kitchen.local.", boardPort,
+		[]net.IP{net.ParseIP(subnet + "1")}, []string{"id=kitchen", "path=/socket", "fw=1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	board, err := mdns.NewServer(&mdns.Config{Zone: zone, Iface: ifi})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer board.Shutdown()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{GatewayID: "gw-a", Port: gwPort, TLS: true, BrowseInterval: time.Second, Log: log}, nil)
+	}()
+	testutil.Eventually(t, 5*time.Second, "advertising", func() bool { return strings.Contains(logs.String(), "mdns: advertising") })
+	if !strings.Contains(logs.String(), "interfaces=["+iface+"]") {
+		t.Errorf("default interface choice: want %s:\n%s", iface, logs.String())
+	}
+	fmt.Println("ADVERTISING")
+	stdinClosed := make(chan struct{})
+	go func() { io.Copy(io.Discard, os.Stdin); close(stdinClosed) }()
+	select {
+	case <-stdinClosed:
+	case <-ctx.Done():
+		t.Error("not told to stop within 30 s")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return within 3 s of ctx ending")
+	}
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("warnings where multicast works:\n%s", logs.String())
+	}
+}
+
+// roleBrowse runs Run as gateway gw-b on the named interface and checks it
+// reports the board from the other namespace, then browses for gateways.
+func roleBrowse(t *testing.T, iface string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	boards := make(chan Board, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{GatewayID: "gw-b", Port: gwPort, Interfaces: []string{iface}, BrowseInterval: time.Second, Log: testLog(t)},
+			func(b Board) {
+				select {
+				case boards <- b:
+				default:
+				}
+			})
+	}()
+	want := Board{Instance: "Kitchen Board", ID: "kitchen", Path: "/socket", Host: "esp32-kitchen.local",
+		Addr: subnet + "1:80", URL: "ws://" + subnet + "1:80/socket", Info: map[string]string{"fw": "1.2.3"}}
+	select {
+	case b := <-boards:
+		if !reflect.DeepEqual(b, want) {
+			t.Errorf("board\n got %+v\nwant %+v", b, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("no board reported within 10 s")
+	}
+
+	// A plain browse for the gateway service, as a board would do.
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gw *mdns.ServiceEntry
+	for deadline := time.Now().Add(8 * time.Second); gw == nil && time.Now().Before(deadline); {
+		entries := make(chan *mdns.ServiceEntry, 16)
+		err := mdns.QueryContext(ctx, &mdns.QueryParam{Service: GatewayService, Domain: "local", Timeout: time.Second,
+			Interface: ifi, Entries: entries, DisableIPv6: true, Logger: slog.NewLogLogger(testLog(t).Handler(), slog.LevelDebug)})
+		if err != nil {
+			t.Fatalf("query %s: %v", GatewayService, err)
+		}
+		close(entries)
+		for e := range entries {
+			t.Logf("gateway answer: %s %s:%d %v", e.Name, e.AddrV4, e.Port, e.InfoFields)
+			if e.Name == "gw-a."+GatewayService+".local." {
+				gw = e
+			}
+		}
+	}
+	switch {
+	case gw == nil:
+		t.Error("gateway gw-a not found")
+	case !gw.AddrV4.Equal(net.ParseIP(subnet+"1")) || gw.Port != gwPort:
+		t.Errorf("gateway at %s:%d, want %s1:%d", gw.AddrV4, gw.Port, subnet, gwPort)
+	case !slices.Equal(gw.InfoFields, []string{"id=gw-a", "path=/device/", "tls=1"}):
+		t.Errorf("gateway TXT %q", gw.InfoFields)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return within 3 s of ctx ending")
+	}
+}
