@@ -424,3 +424,50 @@ func TestNativeBoardOTA(t *testing.T) {
 		}
 	})
 }
+
+func TestNativeBoardOTAFailures(t *testing.T) {
+	img := appImage("2.0.0", "native-board", 32*1024)
+	for _, tc := range []struct {
+		mode, wantErr string
+	}{
+		{"hash", "sha256 mismatch"},
+		{"download", "download: connection lost at"},
+		{"noreturn", ""},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			httpSrv, _, _ := imageServer(t, img, 0)
+			s := newBoardServer(t, func(*http.Request) bool { return true })
+			b := startBoard(t, "--mode", "ws-client", "--url", s.url("/device/garage"), "--id", "garage",
+				"--fw", "1.0.0", "--ota-fail", tc.mode, "--interval-ms", "100", "--duration-s", "30")
+			out := b.stdoutLines()
+			c := s.link(t, b)
+			r := readWS(c)
+			waitObject(t, r.next, "attributes", 5*time.Second, isAttributes)
+			if err := c.WriteMessage(websocket.TextMessage, otaFrame("j1", httpSrv.URL+"/fw", img, "2.0.0")); err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" {
+				rep := waitOTA(t, r.next, "failed", 10*time.Second)
+				if !strings.HasPrefix(rep.Error, tc.wantErr) {
+					t.Errorf("error %q, want %q…", rep.Error, tc.wantErr)
+				}
+				// The board stays up on its old version.
+				waitFrame(t, r.next, "count", "")
+				b.stop(t, true)
+				return
+			}
+			waitOTA(t, r.next, "rebooting", 10*time.Second)
+			if l := waitLine(t, out, "ota noreturn", 5*time.Second); l != "ota noreturn version=2.0.0" {
+				t.Errorf("stdout %q", l)
+			}
+			select {
+			case err := <-b.done:
+				if err != nil {
+					t.Errorf("exit: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("--ota-fail noreturn: the board did not exit")
+			}
+		})
+	}
+}
