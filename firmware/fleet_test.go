@@ -153,11 +153,9 @@ func TestNativeBoardAttributes(t *testing.T) {
 	if err := json.Unmarshal(first["$rssi"], &rssi); err != nil || rssi > -30 || rssi < -100 {
 		t.Errorf("$rssi %s", first["$rssi"])
 	}
-	start := time.Now()
+	// Repeated by itself (within 3 s at --attr-every-s 1). No lower bound:
+	// on a loaded machine the first frame may be read late.
 	waitObject(t, r.next, "attributes again (--attr-every-s 1)", 3*time.Second, isAttributes)
-	if took := time.Since(start); took < 500*time.Millisecond {
-		t.Errorf("attributes repeated after %v, want about 1 s", took)
-	}
 	b.stop(t, true)
 }
 
