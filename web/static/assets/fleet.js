@@ -92,6 +92,8 @@ const view = {
   pendingLoaded: false,
   pendingError: '',
   pendingMissing: false,
+  pendingBusy: false,  // a GET /api/pending is out
+  pendingAgain: false, // and another was asked for meanwhile
   adopting: null, // the pending board the adopt dialog is for
 };
 
@@ -378,6 +380,9 @@ async function pollDevices() {
 
 async function pollPending() {
   clearTimeout(view.pendingTimer);
+  // One request at a time: a call while one is out asks for another after it.
+  if (view.pendingBusy) { view.pendingAgain = true; return; }
+  view.pendingBusy = true;
   try {
     const list = await get('/api/pending');
     view.pending = Array.isArray(list) ? list.filter((p) => p && typeof p.id === 'string') : [];
@@ -388,7 +393,9 @@ async function pollPending() {
     view.pendingError = e.status === 404 ? '' : e.message;
   }
   view.pendingLoaded = true;
+  view.pendingBusy = false;
   renderPending();
+  if (view.pendingAgain) { view.pendingAgain = false; pollPending(); return; }
   if (view.shown && !view.pendingMissing) view.pendingTimer = setTimeout(pollPending, PENDING_POLL_MS);
 }
 
@@ -528,8 +535,7 @@ async function openEnroll() {
   } }, 'Copy the lines');
   box.replaceChildren(
     h('ol', { class: 'steps' },
-      h('li', {}, 'Copy ', h('code', {}, 'firmware/include/secrets.h.example'), ' to ', h('code', {}, 'secrets.h'), ', fill in your Wi-Fi, and put these lines in it:'),
-      h('li', { class: 'plain' },
+      h('li', {}, 'Copy ', h('code', {}, 'firmware/include/secrets.h.example'), ' to ', h('code', {}, 'secrets.h'), ', fill in your Wi-Fi, and put these lines in it:',
         h('pre', { class: 'secrets', id: 'enroll-secrets', tabindex: '0', 'aria-label': 'Lines for secrets.h' }, secrets || '(the gateway sent no lines)'),
         h('div', { class: 'copy-row' }, copy, status)),
       h('li', {}, 'Flash the ', h('code', {}, 'wsclient'), ' example (', h('code', {}, 'cd firmware && pio run -e wsclient -t upload'), ').'),
