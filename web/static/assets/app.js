@@ -8,17 +8,23 @@
 //   GET  /api/devices/{id}/availability a device's online/offline timeline, once opened
 //   WS   /ws[?since=SEQ]              snapshot, events, statuses, logs, command answers (connection.js)
 //   POST /logout                      ends the session (its sockets close with 1008 "logged out")
+//   the Fleet page's and the Firmware page's requests: fleet.js and firmware.js
 //
 // The modules: model.js (devices and labels, what is dirty), render.js
 // (cards, once per frame), charts.js (mounts history.js's charts and feeds
-// them live data), commands.js (commands and their answers), connection.js (the WebSocket).
+// them live data), commands.js (commands and their answers), connection.js (the WebSocket),
+// router.js (the pages by URL hash), fleet.js (#/fleet: boards, new boards,
+// adoption), firmware.js (#/firmware: uploads and update jobs).
 // This file wires them together, handles login, and starts the page.
 
-import { state, hooks, onSnapshot, onEvent, onStatus, onLog, setConn } from './model.js';
+import { state, hooks, onSnapshot, onEvent, onStatus, onLog, onInfo, setConn } from './model.js';
 import { perf, renderBanner } from './render.js';
 import { refreshCharts, pointsOf } from './charts.js';
 import { onAnswer, failPending } from './commands.js';
 import * as connection from './connection.js';
+import * as router from './router.js';
+import { pendingChanged, fleetOrder } from './fleet.js';
+import './firmware.js';
 import { $ } from './dom.js';
 
 const LOGIN_FLAG = 'esp32gw.login-tried';
@@ -33,6 +39,8 @@ connection.handlers.message = (m, first) => {
     case 'event': onEvent(m); break;
     case 'status': onStatus(m); break;
     case 'log': onLog(m); break;
+    case 'info': onInfo(m); break;
+    case 'pending': pendingChanged(); break;
     case 'ack': case 'error': onAnswer(m); break;
   }
 };
@@ -43,6 +51,7 @@ connection.handlers.loginNeeded = () => showLogin('');
 
 function showLogin(msg) {
   setConn('login');
+  router.stop();
   $('login').hidden = false;
   $('logout').hidden = true;
   $('devices').hidden = true;
@@ -107,6 +116,7 @@ async function start(tries = 0) {
   document.body.dataset.role = state.role;
   $('role').hidden = state.role !== 'viewer';
   onSnapshot({ type: 'snapshot', seq: body.seq, gateway: body.gateway, devices: body.devices });
+  router.start();
   connection.connect();
   // Offer "Log out" only when the gateway asks for a login at all.
   fetch('/api/devices', { credentials: 'omit', cache: 'no-store' })
@@ -123,6 +133,8 @@ window.esp32gw = {
   perf: { get flushes() { return perf.flushes; }, get total() { return perf.total; }, get max() { return perf.max; }, reset() { perf.flushes = 0; perf.total = 0; perf.max = 0; } },
   /** points is how many points a label's chart holds in its range (live: the last 10 min, history and live readings). */
   points(device, label) { return pointsOf(state.devices.get(device)?.labels.get(label)); },
+  /** fleet is the ids of the Fleet page's rows, in the order shown. */
+  fleet: fleetOrder,
 };
 
 start();

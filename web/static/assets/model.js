@@ -68,6 +68,15 @@ export class Device {
     this.avail = null;    // the online/offline timeline's controller, once opened (charts.js)
     this.el = null;
     this.structure = true; // rows or controls must be rebuilt
+    // The fleet view's figures (fleet.js): the board's attributes ($fw,
+    // $rssi, … without the '$'), since when online/offline (ms), the link's
+    // remote address, readings in the last minute, unusable frames.
+    this.info = {};
+    this.since = 0;
+    this.addr = '';
+    this.readingsPerMin = null;
+    this.malformed = 0;
+    this.source = '';
   }
 }
 
@@ -150,6 +159,7 @@ export const hooks = {
   snapshot: (resumed) => {},  // a snapshot was applied; resumed: after a reconnect
   reading: (lab, ts, value) => {},         // a live event of a label (ts: ms)
   status: (dev, ts, online, reason) => {}, // a live status frame (ts: ms, or 0 when it has none)
+  fleet: () => {},            // a device's fleet figures or the device list changed (fleet.js)
 };
 
 export function setConn(c) {
@@ -174,7 +184,10 @@ function applyDevice(dev, d) {
   dev.lastSeen = Math.max(dev.lastSeen, parseTS(d.last_seen));
   dev.reconnects = d.reconnects || 0;
   dev.commands = commands;
-  const labels = d.labels || {};
+  applyFleet(dev, d);
+  const labels = {};
+  // Board attributes ($fw, $rssi, …) belong to the fleet page, never to a card.
+  for (const [name, lv] of Object.entries(d.labels || {})) if (!name.startsWith('$')) labels[name] = lv;
   for (const name of [...dev.labels.keys()]) {
     if (name in labels) continue;
     hooks.labelGone(dev.labels.get(name));
@@ -185,6 +198,21 @@ function applyDevice(dev, d) {
     setLabel(dev, name, lv && lv.value, lv && lv.ts, lv && lv.kind);
   }
   markDevice(dev);
+}
+
+/** applyFleet takes the fleet figures of a device object (GET /api/devices, snapshot). */
+export function applyFleet(dev, d) {
+  if (d.info && typeof d.info === 'object' && !Array.isArray(d.info)) dev.info = { ...d.info };
+  if ('since' in d) dev.since = parseTS(d.since);
+  if (typeof d.addr === 'string') dev.addr = d.addr;
+  if (typeof d.readings_per_min === 'number') dev.readingsPerMin = d.readings_per_min;
+  if (typeof d.malformed === 'number') dev.malformed = d.malformed;
+  if (typeof d.reconnects === 'number') dev.reconnects = d.reconnects;
+  if (typeof d.source === 'string') dev.source = d.source;
+  if (typeof d.online === 'boolean') dev.online = d.online;
+  const seen = parseTS(d.last_seen);
+  if (seen > dev.lastSeen) dev.lastSeen = seen;
+  hooks.fleet();
 }
 
 /** setKind gives a label the kind the gateway says it has. */
@@ -267,6 +295,7 @@ export function onSnapshot(m, resumed) {
   dirty.banner = true;
   schedule();
   hooks.snapshot(!!resumed);
+  hooks.fleet();
 }
 
 export function onEvent(m) {
@@ -276,7 +305,7 @@ export function onEvent(m) {
     state.lastSeq = m.seq;
   }
   const dev = state.devices.get(m.device);
-  if (!dev || typeof m.label !== 'string') return;
+  if (!dev || typeof m.label !== 'string' || m.label.startsWith('$')) return;
   const t = parseTS(m.ts) || Date.now();
   if (t > dev.lastSeen) dev.lastSeen = t;
   if (!dev.online) { dev.online = true; dev.reason = ''; }
@@ -292,12 +321,47 @@ export function onStatus(m) {
   if (typeof m.reconnects === 'number') dev.reconnects = m.reconnects;
   else if (online && !dev.online && dev.everOffline) dev.reconnects++;
   if (!online) dev.everOffline = true;
+  if (online !== dev.online || !dev.since) dev.since = parseTS(m.ts) || Date.now();
   dev.online = online;
   dev.reason = online ? '' : (m.reason || '');
   const t = parseTS(m.ts);
   if (online && t > dev.lastSeen) dev.lastSeen = t;
   hooks.status(dev, t, online, dev.reason);
+  hooks.fleet();
   markDevice(dev);
+}
+
+/** onInfo takes an "info" frame: all of a device's attributes, anew. */
+export function onInfo(m) {
+  const dev = state.devices.get(m.device);
+  if (!dev || !m.info || typeof m.info !== 'object' || Array.isArray(m.info)) return;
+  dev.info = { ...m.info };
+  const t = parseTS(m.ts);
+  if (t > dev.lastSeen) dev.lastSeen = t;
+  hooks.fleet();
+}
+
+/** addDevice puts a device object into the model (an adopted board), ahead
+ * of the snapshot the gateway sends every browser. */
+export function addDevice(d) {
+  if (!d || typeof d.id !== 'string' || state.devices.has(d.id)) return;
+  const dev = new Device(d.id);
+  state.devices.set(d.id, dev);
+  applyDevice(dev, d);
+  dirty.structure = true;
+  schedule();
+}
+
+/** removeDevice takes a forgotten device off the page. */
+export function removeDevice(id) {
+  const dev = state.devices.get(id);
+  if (!dev) return;
+  for (const lab of dev.labels.values()) hooks.labelGone(lab);
+  hooks.deviceGone(dev);
+  state.devices.delete(id);
+  dirty.structure = true;
+  schedule();
+  hooks.fleet();
 }
 
 export function onLog(m) {
