@@ -535,10 +535,10 @@ async function openEnroll() {
   } }, 'Copy the lines');
   box.replaceChildren(
     h('ol', { class: 'steps' },
-      h('li', {}, 'Copy ', h('code', {}, 'firmware/include/secrets.h.example'), ' to ', h('code', {}, 'secrets.h'), ', fill in your Wi-Fi, and put these lines in it:',
+      h('li', {}, 'Copy ', h('code', {}, 'firmware/examples/secrets.h.example'), ' to ', h('code', {}, 'secrets.h'), ' beside the sketch, fill in your Wi-Fi, and put these lines in it:',
         h('pre', { class: 'secrets', id: 'enroll-secrets', tabindex: '0', 'aria-label': 'Lines for secrets.h' }, secrets || '(the gateway sent no lines)'),
         h('div', { class: 'copy-row' }, copy, status)),
-      h('li', {}, 'Flash the ', h('code', {}, 'wsclient'), ' example (', h('code', {}, 'cd firmware && pio run -e wsclient -t upload'), ').'),
+      h('li', {}, 'Flash the ', h('code', {}, 'SensorClient'), ' example (Arduino IDE: File → Examples → ESP32Gateway, or ', h('code', {}, 'cd firmware && pio run -e SensorClient -t upload'), ').'),
       h('li', {}, en && en.mdns
         ? 'It finds this gateway over mDNS and dials in with the enroll token.'
         : h('span', {}, 'mDNS is off on this gateway: the board dials ', h('code', {}, str(en && en.url)), ' as written in the lines.')),
