@@ -117,7 +117,7 @@ func (in *installer) take(dev string, m mqtt.Message) {
 
 // run answers install requests until ctx ends.
 func (in *installer) run(ctx context.Context) {
-	last := map[string]time.Time{} // local devices only: bounded by the config
+	last := map[string]time.Time{} // known local devices only, at most maxRecentSets beyond the window
 	for {
 		var r installReq
 		select {
@@ -133,6 +133,14 @@ func (in *installer) run(ctx context.Context) {
 			in.m.duplicateCommands.Add(1)
 			in.log.Debug("mqtt: repeated install request dropped", "device", r.dev)
 			continue
+		}
+		if len(last) >= maxRecentSets {
+			// Devices come and go (adopted, forgotten): forget the old.
+			for dev, t := range last {
+				if r.at.Sub(t) >= installRepeatWindow {
+					delete(last, dev)
+				}
+			}
 		}
 		last[r.dev] = r.at
 		ictx, cancel := context.WithTimeout(ctx, installTimeout)
