@@ -47,8 +47,12 @@ func WithUpdates(u Updates) Option { return func(b *Bridge) { b.updates = u } }
 // FirmwareChanged tells the bridge that the firmware catalogue changed
 // (an upload, a removal): the update entities' latest versions are
 // published again where they changed. It never blocks; safe to call from
-// any goroutine, before, during or after Run.
+// any goroutine, before, during or after Run, and on a nil Bridge (MQTT
+// off), where it does nothing.
 func (b *Bridge) FirmwareChanged() {
+	if b == nil {
+		return
+	}
 	select {
 	case b.pump.firmware <- struct{}{}:
 	default:
