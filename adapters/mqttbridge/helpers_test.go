@@ -36,6 +36,7 @@ type gwOptions struct {
 	devices []gateway.DeviceConfig
 	mqtt    func(*gateway.MQTTConfig)
 	bridge  func(*Bridge) // knobs, before Run
+	options []Option      // for New
 }
 
 func tutorial(id string, interval time.Duration) gateway.DeviceConfig {
@@ -63,7 +64,7 @@ func startGateway(t *testing.T, brokerURL string, o gwOptions) *testGateway {
 			t.Fatal(err)
 		}
 	}
-	b := New(cfg, hub, log)
+	b := New(cfg, hub, log, o.options...)
 	if o.bridge != nil {
 		o.bridge(b)
 	}

@@ -48,7 +48,7 @@ func (b *Bridge) WriteMetrics(w io.Writer) {
 	metric("esp32gw_mqtt_inbound_dropped_total", "counter", "Messages from the broker dropped because a queue was full (commands among them answered \"gateway busy\").", b.m.inboundDropped.Load())
 	metric("esp32gw_mqtt_inbound_rejected_total", "counter", "Messages from the broker rejected: over 64 KiB, or naming an invalid device id, label or gateway.", b.m.inboundRejected.Load())
 	metric("esp32gw_mqtt_retained_commands_ignored_total", "counter", "Retained messages on set topics, ignored.", b.m.retainedIgnored.Load())
-	metric("esp32gw_mqtt_duplicate_commands_total", "counter", "Commands dropped as duplicates: the same payload on the same set topic within 1 s (a QoS 1 retransmission).", b.m.duplicateCommands.Load())
+	metric("esp32gw_mqtt_duplicate_commands_total", "counter", "Commands dropped as duplicates: the same payload on the same set topic within 1 s (a QoS 1 retransmission), or a second install request for a board within 2 s.", b.m.duplicateCommands.Load())
 	fmt.Fprintf(w, "# HELP esp32gw_mqtt_commands_total MQTT commands answered on their result topic.\n# TYPE esp32gw_mqtt_commands_total counter\n")
 	fmt.Fprintf(w, "esp32gw_mqtt_commands_total{result=\"ok\"} %d\nesp32gw_mqtt_commands_total{result=\"error\"} %d\n", b.m.commandsOK.Load(), b.m.commandsErr.Load())
 	metric("esp32gw_mqtt_remote_devices", "gauge", "Devices imported from other gateways (cluster mode).", b.m.remoteDevices.Load())

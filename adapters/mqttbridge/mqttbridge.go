@@ -2,9 +2,11 @@
 // from it (DESIGN.md, "MQTT topics"): every reading goes to
 // PREFIX/<device>/<label>, availability to PREFIX/<device>/status and
 // PREFIX/bridge/state (with a retained Last Will), metadata to
-// PREFIX/<device>/meta; commands arrive on PREFIX/<device>/set/<label> and
-// are answered on …/result. With homeassistant.enabled it publishes MQTT
-// discovery configs (built by hadiscovery); with cluster it imports the
+// PREFIX/<device>/meta, a board's attributes to PREFIX/<device>/info;
+// commands arrive on PREFIX/<device>/set/<label> and are answered on
+// …/result. With homeassistant.enabled it publishes MQTT discovery configs
+// (built by hadiscovery), and with an Updates (WithUpdates) takes the
+// update entities' install requests; with cluster it imports the
 // devices other gateways publish on the same broker and routes commands for
 // them through their set topics.
 //
@@ -17,6 +19,9 @@
 //     policies written down;
 //   - pump (pump.go): the hub's stream into the outbox, discovery included;
 //   - commander (commands.go): commands from set topics and their results;
+//   - installer (updates.go, nil unless an Updates is given and
+//     homeassistant.enabled): Home Assistant's install requests for the
+//     update entities;
 //   - cluster (cluster*.go, nil unless mqtt.cluster): other gateways'
 //     devices, their liveness, and commands forwarded to them;
 //   - topics (topics.go): every topic name, and the parser.
@@ -64,7 +69,10 @@ type Bridge struct {
 	pub     *publisher
 	pump    *pump
 	cmds    *commander
-	cluster *cluster // nil unless mqtt.cluster
+	cluster *cluster   // nil unless mqtt.cluster
+	install *installer // nil unless updates and homeassistant.enabled
+
+	updates Updates // WithUpdates; nil: not wired
 
 	m metrics
 }
@@ -72,7 +80,7 @@ type Bridge struct {
 // New returns a bridge for hub; Run connects it. The gateway id names this
 // gateway in device metadata and keeps cluster mode from importing its own
 // devices.
-func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
+func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger, opts ...Option) *Bridge {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -100,23 +108,37 @@ func New(cfg gateway.MQTTConfig, hub *gateway.Hub, log *slog.Logger) *Bridge {
 		topics: topics{prefix},
 		out:    newOutbox(defaultBacklogMsgs, defaultBacklogBytes),
 	}
+	for _, o := range opts {
+		o(b)
+	}
 	b.ha = hadiscovery.Config{
 		Prefix: haPrefix, NodePrefix: prefix,
 		StatusTopic: b.topics.status, ValueTopic: b.topics.value, SetTopic: b.topics.set,
+		InfoTopic: b.topics.info, UpdateTopic: b.topics.updateState, InstallTopic: b.topics.install,
 	}
 	filters := b.topics.subscriptions(cfg.Cluster)
 	if cfg.HomeAssistant.Enabled {
 		filters[b.ha.BirthTopic()] = 0
+	}
+	if cfg.HomeAssistant.Enabled && b.updates != nil {
+		// QoS 0, as set topics: the broker never keeps an install request
+		// for later.
+		filters[b.topics.installFilter()] = 0
+		b.install = &installer{
+			updates: b.updates, hub: hub, out: b.out, topics: b.topics, m: &b.m, log: b.log, clustered: cfg.Cluster,
+			reqs: make(chan installReq, installQueueLen),
+		}
 	}
 	b.conn = newConnection(cfg, clientID, b.topics, filters, b.log, &b.m, b.out)
 	b.conn.onMessage = b.onMessage
 	b.pub = &publisher{out: b.out, gate: &b.conn.gate, m: &b.m, log: b.log, window: inflightWindow}
 	b.pump = &pump{
 		hub: hub, out: b.out, topics: b.topics, retain: cfg.Retain, qos: qos, log: b.log,
-		resync: make(chan struct{}, 1), haOnline: make(chan struct{}, 1),
+		resync: make(chan struct{}, 1), haOnline: make(chan struct{}, 1), firmware: make(chan struct{}, 1),
 	}
 	if cfg.HomeAssistant.Enabled {
 		b.pump.ha = &b.ha
+		b.pump.updates = b.updates
 	}
 	b.cmds = &commander{
 		hub: hub, out: b.out, topics: b.topics, m: &b.m, log: b.log, clustered: cfg.Cluster,
@@ -159,6 +181,9 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if b.cluster != nil {
 		work.Go(func() { b.cluster.run(workCtx) })
 	}
+	if b.install != nil {
+		work.Go(func() { b.install.run(workCtx) })
+	}
 	pub.Go(func() { b.pub.run(pubCtx, client) })
 
 	b.conn.run(ctx)
@@ -178,7 +203,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 // onMessage is paho's handler for every incoming message. It never blocks:
 // Home Assistant's birth message is a signal to the pump (a channel of
 // one); the cluster's messages go to cluster.take; a set message goes to
-// the bounded command queue (answered "gateway busy" when full). Oversized
+// the bounded command queue (answered "gateway busy" when full), an
+// install request to the installer's (likewise). Oversized
 // messages are dropped before anything else.
 func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	topic, payload := m.Topic(), m.Payload()
@@ -199,8 +225,11 @@ func (b *Bridge) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if b.cluster != nil && b.cluster.take(topic, payload, m.Retained()) {
 		return
 	}
-	if kind, dev, label := b.topics.parse(topic); kind == tkSet {
+	switch kind, dev, label := b.topics.parse(topic); {
+	case kind == tkSet:
 		b.cmds.take(dev, label, m)
+	case kind == tkInstall && b.install != nil:
+		b.install.take(dev, m)
 	}
 }
 

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"hash/maphash"
 	"log/slog"
+	"maps"
+	"slices"
 
 	"github.com/esp32gw/esp32gw/adapters/mqttbridge/hadiscovery"
 	"github.com/esp32gw/esp32gw/gateway"
@@ -21,6 +24,11 @@ type localDev struct {
 	disc    hadiscovery.Device
 	labelAt map[string]int    // index of each label in disc.Labels
 	haPub   map[string][]byte // discovery configs queued, by topic
+
+	infoHash uint64  // of the last info payload queued (infoSent)
+	infoSent bool    // an info payload was queued
+	fw       boardFW // the attributes the update entity shows
+	upd      []byte  // the last update entity state queued
 }
 
 func newLocalDev(info gateway.DeviceInfo) *localDev {
@@ -68,9 +76,15 @@ type pump struct {
 	qos    byte                // mqtt.qos, for value topics
 	log    *slog.Logger
 
-	resync, haOnline chan struct{} // capacity 1 each
+	// updates is the firmware catalogue, nil when not wired; only used
+	// with discovery (ha).
+	updates Updates
 
-	devs map[string]*localDev
+	resync, haOnline chan struct{} // capacity 1 each
+	firmware         chan struct{} // capacity 1: the catalogue changed (FirmwareChanged)
+
+	devs     map[string]*localDev
+	infoSeed maphash.Seed // for localDev.infoHash
 }
 
 // run moves the hub's stream into the outbox until ctx ends or the hub
@@ -81,6 +95,7 @@ type pump struct {
 // re-publish).
 func (p *pump) run(ctx context.Context) {
 	p.devs = map[string]*localDev{}
+	p.infoSeed = maphash.MakeSeed()
 	since := int64(-1)
 	for {
 		sub, first, err := p.hub.Subscribe(since, hubQueueLen)
@@ -89,6 +104,11 @@ func (p *pump) run(ctx context.Context) {
 		}
 		for _, m := range first {
 			p.message(m, true)
+		}
+		if since >= 0 {
+			// The hub replays events only: catch up with attribute (info)
+			// and metadata changes made while we were behind.
+			p.republish(false)
 		}
 		end := func() bool {
 			for {
@@ -100,6 +120,8 @@ func (p *pump) run(ctx context.Context) {
 					p.republish(true)
 				case <-p.haOnline:
 					p.republish(true)
+				case <-p.firmware:
+					p.refreshUpdates()
 				case m := <-sub.C:
 					p.message(m, false)
 					if m.Kind == gateway.KindEvent {
@@ -171,7 +193,86 @@ func (p *pump) message(m *gateway.Message, first bool) {
 		if p.ha != nil && d.observe(m.Label, m.Value) {
 			p.publishDiscovery(d, false)
 		}
+	case gateway.KindInfo:
+		d := p.dev(m.Device)
+		if d == nil || d.remote {
+			return
+		}
+		p.info(d, m.Device, m.Info, false)
 	}
+}
+
+// info queues a device's attributes on its info topic (when they changed,
+// or always with all) and, with discovery, the attribute entities and the
+// update entity's state. An empty info (a board that reported no
+// attributes) publishes nothing.
+func (p *pump) info(d *localDev, id string, info map[string]json.RawMessage, all bool) {
+	if len(info) == 0 {
+		return
+	}
+	payload := infoPayload(info)
+	h := maphash.Bytes(p.infoSeed, payload)
+	if all || !d.infoSent || h != d.infoHash {
+		d.infoHash, d.infoSent = h, true
+		p.out.push(&outMsg{topic: p.topics.info(id), payload: payload, qos: 1, retain: true, state: true})
+	}
+	d.fw.take(info)
+	if p.ha == nil {
+		return
+	}
+	_, rssi := info["rssi"]
+	_, uptime := info["uptime"]
+	_, fw := info["fw"]
+	if rssi != d.disc.RSSI || uptime != d.disc.Uptime || fw != d.disc.Firmware {
+		d.disc.RSSI, d.disc.Uptime, d.disc.Firmware = rssi, uptime, fw
+		p.publishDiscovery(d, false)
+	}
+	p.publishUpdate(d, id, all)
+}
+
+// publishUpdate queues the update entity's state of a board that reports
+// $fw, when it changed (or always with all).
+func (p *pump) publishUpdate(d *localDev, id string, all bool) {
+	if p.ha == nil || !d.disc.Firmware {
+		return
+	}
+	st := d.fw.state(p.updates, d.disc.Name).JSON()
+	if all || !bytes.Equal(st, d.upd) {
+		d.upd = st
+		p.out.push(&outMsg{topic: p.topics.updateState(id), payload: st, qos: 1, retain: true, state: true})
+	}
+}
+
+// refreshUpdates re-publishes the update entities whose latest version
+// changed with the firmware catalogue.
+func (p *pump) refreshUpdates() {
+	for id, d := range p.devs {
+		if !d.remote {
+			p.publishUpdate(d, id, false)
+		}
+	}
+}
+
+// infoPayload is a device's attributes as one JSON object, keys sorted
+// (the hub's own encoding: the same info always gives the same bytes).
+func infoPayload(info map[string]json.RawMessage) []byte {
+	keys := slices.Sorted(maps.Keys(info))
+	n := 2
+	for k, v := range info {
+		n += len(k) + len(v) + 4
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kj, _ := json.Marshal(k) // a string always encodes
+		b = append(b, kj...)
+		b = append(b, ':')
+		b = append(b, info[k]...)
+	}
+	return append(b, '}')
 }
 
 // dev returns the pump's record of a device, creating it from the hub.
@@ -189,6 +290,7 @@ func (p *pump) dev(id string) *localDev {
 		return nil
 	}
 	d := newLocalDev(info)
+	d.disc.Installable = p.updates != nil
 	p.devs[id] = d
 	return d
 }
@@ -246,6 +348,9 @@ func (p *pump) republish(all bool) {
 			}
 			p.out.push(&outMsg{topic: p.topics.status(st.ID), payload: []byte(status), qos: 1, retain: true, state: true})
 		}
+		// Attributes after the status, so the attribute entities'
+		// discovery below already knows them.
+		p.info(d, st.ID, st.Info, all)
 		if p.ha != nil {
 			p.publishDiscovery(d, all)
 		}

@@ -10,6 +10,12 @@ const (
 	topicMeta    = "meta"
 	topicSet     = "set"
 	topicResult  = "result"
+	topicInfo    = "info" // PREFIX/dev/info: the board's attributes
+	// The Home Assistant update entity's topics: PREFIX/dev/update/state
+	// (its state), PREFIX/dev/update/install (install requests) and
+	// PREFIX/dev/update/install/result (their answers).
+	topicUpdate  = "update"
+	topicInstall = "install"
 	// Cluster liveness (additions to the contract's topics):
 	// PREFIX/bridge/ping asks every gateway on the prefix to answer on
 	// PREFIX/bridge/<gateway_id>/alive.
@@ -22,9 +28,9 @@ const (
 
 // reservedLabel reports whether a label cannot get its own value topic
 // because PREFIX/<device>/<label> would be a topic the contract already
-// gives another meaning (availability, metadata, commands).
+// gives another meaning (availability, metadata, commands, attributes).
 func reservedLabel(label string) bool {
-	return label == topicStatus || label == topicMeta || label == topicSet
+	return label == topicStatus || label == topicMeta || label == topicSet || label == topicInfo
 }
 
 // topics names every topic under the configured prefix and parses the
@@ -61,6 +67,23 @@ func (t topics) aliveGateway(topic string) (string, bool) {
 func (t topics) status(dev string) string       { return t.prefix + "/" + dev + "/" + topicStatus }
 func (t topics) meta(dev string) string         { return t.prefix + "/" + dev + "/" + topicMeta }
 func (t topics) value(dev, label string) string { return t.prefix + "/" + dev + "/" + label }
+func (t topics) info(dev string) string         { return t.prefix + "/" + dev + "/" + topicInfo }
+
+// updateState is the update entity's retained JSON state.
+func (t topics) updateState(dev string) string {
+	return t.prefix + "/" + dev + "/" + topicUpdate + "/" + topicState
+}
+
+// install is where Home Assistant asks to install the latest firmware.
+func (t topics) install(dev string) string {
+	return t.prefix + "/" + dev + "/" + topicUpdate + "/" + topicInstall
+}
+
+// installResult answers each install request.
+func (t topics) installResult(dev string) string { return t.install(dev) + "/" + topicResult }
+
+// installFilter matches every device's install topic.
+func (t topics) installFilter() string { return t.install("+") }
 
 // set is where a command for label goes; an empty label is an empty topic
 // level (PREFIX/dev/set/), which PREFIX/+/set/+ still matches.
@@ -94,12 +117,14 @@ func (t topics) subscriptions(cluster bool) map[string]byte {
 type topicKind int
 
 const (
-	tkOther  topicKind = iota
-	tkSet              // PREFIX/dev/set/label
-	tkResult           // PREFIX/dev/set/label/result
-	tkMeta             // PREFIX/dev/meta
-	tkStatus           // PREFIX/dev/status
-	tkValue            // PREFIX/dev/label
+	tkOther   topicKind = iota
+	tkSet               // PREFIX/dev/set/label
+	tkResult            // PREFIX/dev/set/label/result
+	tkMeta              // PREFIX/dev/meta
+	tkStatus            // PREFIX/dev/status
+	tkValue             // PREFIX/dev/label
+	tkInfo              // PREFIX/dev/info
+	tkInstall           // PREFIX/dev/update/install
 )
 
 // parse splits an incoming topic into what it means, its device and its
@@ -126,6 +151,10 @@ func (t topics) parse(topic string) (kind topicKind, dev, label string) {
 		return tkMeta, dev, ""
 	case len(parts) == 2 && parts[1] == topicStatus:
 		return tkStatus, dev, ""
+	case len(parts) == 2 && parts[1] == topicInfo:
+		return tkInfo, dev, ""
+	case len(parts) == 3 && parts[1] == topicUpdate && parts[2] == topicInstall:
+		return tkInstall, dev, ""
 	case len(parts) == 2 && parts[1] != topicSet:
 		return tkValue, dev, parts[1]
 	}

@@ -18,6 +18,12 @@ func TestParseTopic(t *testing.T) {
 		{"home/gw/demo/meta", tkMeta, "demo", ""},
 		{"home/gw/demo/status", tkStatus, "demo", ""},
 		{"home/gw/demo/temp", tkValue, "demo", "temp"},
+		{"home/gw/demo/info", tkInfo, "demo", ""},
+		{"home/gw/demo/update/install", tkInstall, "demo", ""},
+		{"home/gw/demo/update/state", tkOther, "", ""},
+		{"home/gw/demo/update/install/result", tkOther, "", ""},
+		{"home/gw/demo/update", tkValue, "demo", "update"}, // a label may be named update: the entity's topics are below it
+		{"home/gw/bridge/update/install", tkOther, "", ""},
 		{"home/gw/bridge/state", tkOther, "", ""},
 		{"home/gw/bridge/meta", tkOther, "", ""}, // never a remote device named bridge
 		{"home/gw/bridge/set/x", tkOther, "", ""},
@@ -62,6 +68,10 @@ func TestTopicsRoundTrip(t *testing.T) {
 		{tp.set("demo", "led"), tkSet, "demo", "led"},
 		{tp.set("demo", ""), tkSet, "demo", ""},
 		{tp.result("demo", "led"), tkResult, "demo", "led"},
+		{tp.info("demo"), tkInfo, "demo", ""},
+		{tp.install("demo"), tkInstall, "demo", ""},
+		{tp.updateState("demo"), tkOther, "", ""},
+		{tp.installResult("demo"), tkOther, "", ""},
 		{tp.bridgeState(), tkOther, "", ""},
 		{tp.ping(), tkOther, "", ""},
 		{tp.alive("pi-a"), tkOther, "", ""},

@@ -366,6 +366,88 @@ func TestMQTT(t *testing.T) {
 		})
 	})
 
+	t.Run("board attributes: info topic and Home Assistant entities", func(t *testing.T) {
+		// DESIGN.md: PREFIX/<device>/info is the retained JSON of the
+		// board's $ attributes; $rssi and $uptime are diagnostic sensors,
+		// $fw an update entity.
+		from := len(live.all())
+		ha := newWatcher(t, b, "homeassistant/+/esp32gw_lb/#")
+		bd := dialBoard(t, g, "lb", "lb-token-0123456789", true)
+		bd.send(t, `{"$fw":"1.2.0","$project":"weather","$chip":"esp32s3","$rssi":-61,"$uptime":12,"temp":20}`)
+		m, _ := live.wait(t, from, 5*time.Second, "lb/info", topicIs("esp32gw/lb/info"))
+		var info msg
+		if err := json.Unmarshal([]byte(m.payload), &info); err != nil {
+			t.Fatalf("lb/info not JSON: %q", m.payload)
+		}
+		if want := (msg{"fw": "1.2.0", "project": "weather", "chip": "esp32s3", "rssi": float64(-61), "uptime": float64(12)}); !reflect.DeepEqual(info, want) {
+			t.Errorf("lb/info = %v, want %v", info, want)
+		}
+		for _, m := range live.all()[from:] {
+			if strings.Contains(m.topic, "$") || m.topic == "esp32gw/lb/rssi" || m.topic == "esp32gw/lb/fw" {
+				t.Errorf("an attribute published as a value: %s %s", m.topic, m.payload)
+			}
+		}
+		// A change replaces it; a late subscriber gets the newest, retained.
+		bd.send(t, `{"$rssi":-55}`)
+		live.wait(t, from, 5*time.Second, "lb/info after $rssi changed", func(m mqttMsg) bool {
+			return m.topic == "esp32gw/lb/info" && strings.Contains(m.payload, `"rssi":-55`)
+		})
+		late := newWatcher(t, b, "esp32gw/lb/info")
+		if m, _ := late.wait(t, 0, 5*time.Second, "retained lb/info", topicIs("esp32gw/lb/info")); !m.retained || !strings.Contains(m.payload, `"rssi":-55`) {
+			t.Errorf("late subscriber: lb/info %q retained=%v", m.payload, m.retained)
+		}
+		// Home Assistant: two diagnostic sensors on the info topic, an update entity.
+		want := map[string]msg{
+			"rssi":   {"state_topic": "esp32gw/lb/info", "value_template": "{{ value_json.rssi }}", "entity_category": "diagnostic", "device_class": "signal_strength", "unit_of_measurement": "dBm"},
+			"uptime": {"state_topic": "esp32gw/lb/info", "value_template": "{{ value_json.uptime }}", "entity_category": "diagnostic", "device_class": "duration", "unit_of_measurement": "s"},
+		}
+		got := map[string]msg{}
+		var update msg
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && (len(got) < 2 || update == nil); time.Sleep(20 * time.Millisecond) {
+			for _, m := range ha.all() {
+				var body msg
+				if m.payload == "" || json.Unmarshal([]byte(m.payload), &body) != nil {
+					continue
+				}
+				switch {
+				case strings.HasPrefix(m.topic, "homeassistant/update/"):
+					update = body
+				case strings.HasPrefix(m.topic, "homeassistant/sensor/") && str(body, "state_topic") == "esp32gw/lb/info":
+					got[strings.TrimSuffix(strings.TrimPrefix(str(body, "value_template"), "{{ value_json."), " }}")] = body
+				}
+			}
+		}
+		for attr, kv := range want {
+			for k, v := range kv {
+				if got[attr][k] != v {
+					t.Errorf("%s sensor: %s = %v, want %v (%v)", attr, k, got[attr][k], v, got[attr])
+				}
+			}
+			if str(got[attr], "unique_id") == "" || got[attr]["device"] == nil || str(got[attr], "availability_topic") != "esp32gw/lb/status" {
+				t.Errorf("%s sensor: unique_id, device block, availability: %v", attr, got[attr])
+			}
+		}
+		if update == nil {
+			t.Fatalf("no update entity for a board that reports $fw")
+		}
+		st := str(update, "state_topic")
+		if !strings.HasPrefix(st, "esp32gw/lb/") || str(update, "unique_id") == "" || str(update, "availability_topic") != "esp32gw/lb/status" {
+			t.Fatalf("update entity: %v", update)
+		}
+		us := newWatcher(t, b, st)
+		m, _ = us.wait(t, 0, 5*time.Second, "update entity state", topicIs(st))
+		var state msg
+		if err := json.Unmarshal([]byte(m.payload), &state); err != nil || state["installed_version"] != "1.2.0" || state["in_progress"] != false {
+			t.Errorf("update state %q", m.payload)
+		}
+		// Progress from $ota.
+		bd.send(t, `{"$ota":{"state":"downloading","progress":42}}`)
+		us.wait(t, 0, 5*time.Second, "update state in progress", func(m mqttMsg) bool {
+			var s msg
+			return json.Unmarshal([]byte(m.payload), &s) == nil && s["in_progress"] == true && s["update_percentage"] == float64(42)
+		})
+	})
+
 	t.Run("clean shutdown publishes offline states", func(t *testing.T) {
 		err, took := g.Stop()
 		if err != nil || took > 5*time.Second {

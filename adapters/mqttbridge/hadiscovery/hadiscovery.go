@@ -30,6 +30,12 @@ type Config struct {
 	StatusTopic func(device string) string        // retained online/offline
 	ValueTopic  func(device, label string) string // the label's value as JSON text
 	SetTopic    func(device, label string) string // where a command for label goes
+
+	// For devices that report board attributes (Device.RSSI and the rest;
+	// unused otherwise):
+	InfoTopic    func(device string) string // retained JSON object of the board's attributes
+	UpdateTopic  func(device string) string // retained JSON state of the update entity
+	InstallTopic func(device string) string // where Home Assistant's install request goes
 }
 
 // BirthTopic is where Home Assistant announces itself (retained configs
@@ -44,7 +50,25 @@ type Device struct {
 	ID, Name, Transport string
 	Commands            []string // the allow-list
 	Labels              []Label  // in first-seen order; only labels with a value topic
+
+	// Board attributes (DESIGN.md, "Attributes"): a board that reports
+	// $rssi or $uptime gets a diagnostic sensor for each, reading the info
+	// topic; one that reports $fw an update entity, whose state is on the
+	// update topic, with an install command when Installable.
+	RSSI, Uptime, Firmware bool
+	Installable            bool
 }
+
+// Object ids of the attribute entities. A label whose own id would be one
+// of these gets a hash suffix instead (labelObjectID).
+const (
+	objectRSSI     = "info_rssi"
+	objectUptime   = "info_uptime"
+	objectFirmware = "firmware" // an update entity: no label makes one
+)
+
+// PayloadInstall is what Home Assistant publishes on the install topic.
+const PayloadInstall = "install"
 
 // Label is one observed label and the shape of its latest value.
 type Label struct {
@@ -62,7 +86,9 @@ type Label struct {
 //   - every allowed command gets a button whose payload_press is the
 //     command. A button acts on (publishes to the set topic of) the
 //     device's on/off label; with several on/off labels each gets its own
-//     buttons; with none, the label is "command".
+//     buttons; with none, the label is "command";
+//   - board attributes: diagnostic sensors for $rssi and $uptime and an
+//     update entity for $fw (attributeConfigs).
 //
 // Object ids, and so unique_ids (<node>_<object>), are stable and distinct:
 // a label's is the label ("count"), a switch's "<label>_switch", a
@@ -93,6 +119,7 @@ func Configs(c Config, d Device) map[string][]byte {
 		topic := fmt.Sprintf("%s/%s/%s/%s/config", c.Prefix, component, node, object)
 		out[topic], _ = json.Marshal(cfg)
 	}
+	attributeConfigs(c, d, base, add)
 
 	// The allow-list's own spelling of on, off and toggle, if present.
 	allowed := map[string]string{}
@@ -158,11 +185,63 @@ func Configs(c Config, d Device) map[string][]byte {
 	return out
 }
 
+// attributeConfigs adds the entities of d's board attributes: diagnostic
+// sensors for RSSI and uptime (reading the info topic), and the update
+// entity. base and add are Configs' own, so the entities share the device
+// block and availability of the others.
+func attributeConfigs(c Config, d Device, base func(name, object string) map[string]any, add func(component, object string, cfg map[string]any)) {
+	diag := func(name, object, attr, class, unit string) {
+		cfg := base(name, object)
+		cfg["state_topic"] = c.InfoTopic(d.ID)
+		cfg["value_template"] = "{{ value_json." + attr + " }}"
+		cfg["device_class"] = class
+		cfg["unit_of_measurement"] = unit
+		cfg["state_class"] = "measurement"
+		cfg["entity_category"] = "diagnostic"
+		add("sensor", object, cfg)
+	}
+	if d.RSSI {
+		diag("RSSI", objectRSSI, "rssi", "signal_strength", "dBm")
+	}
+	if d.Uptime {
+		diag("Uptime", objectUptime, "uptime", "duration", "s")
+	}
+	if d.Firmware {
+		cfg := base("Firmware", objectFirmware)
+		cfg["state_topic"] = c.UpdateTopic(d.ID)
+		cfg["device_class"] = "firmware"
+		cfg["entity_category"] = "config"
+		if d.Installable {
+			cfg["command_topic"] = c.InstallTopic(d.ID)
+			cfg["payload_install"] = PayloadInstall
+		}
+		add("update", objectFirmware, cfg)
+	}
+}
+
+// UpdateState is the update entity's state, as Home Assistant's MQTT update
+// platform reads a JSON state: the versions, whether an update runs and
+// how far (UpdatePercentage nil: unknown, encoded as null).
+type UpdateState struct {
+	InstalledVersion string `json:"installed_version"`
+	LatestVersion    string `json:"latest_version"`
+	InProgress       bool   `json:"in_progress"`
+	UpdatePercentage *int   `json:"update_percentage"`
+	Title            string `json:"title"`
+}
+
+// JSON is the payload for the update topic.
+func (s UpdateState) JSON() []byte {
+	b, _ := json.Marshal(s) // strings, a bool and an int always encode
+	return b
+}
+
 // labelObjectID is a label's object id: objectID, with a hash suffix too
-// when the label could pass for a switch's or a button's id.
+// when the label could pass for a switch's, a button's or an attribute
+// sensor's id.
 func labelObjectID(l string) string {
 	id := objectID(l)
-	if strings.Contains(id, "cmd_") || strings.HasSuffix(id, "_switch") {
+	if strings.Contains(id, "cmd_") || strings.HasSuffix(id, "_switch") || id == objectRSSI || id == objectUptime {
 		if id == l { // objectID added no hash
 			h := fnv.New32a()
 			h.Write([]byte(l))

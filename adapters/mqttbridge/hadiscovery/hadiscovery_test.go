@@ -113,3 +113,124 @@ func TestOppositeAgreesWithCore(t *testing.T) {
 		}
 	}
 }
+
+func attrConfig() Config {
+	c := testConfig()
+	c.InfoTopic = func(d string) string { return "esp32gw/" + d + "/info" }
+	c.UpdateTopic = func(d string) string { return "esp32gw/" + d + "/update/state" }
+	c.InstallTopic = func(d string) string { return "esp32gw/" + d + "/update/install" }
+	return c
+}
+
+// A board's $rssi and $uptime are diagnostic sensors on the info topic and
+// its $fw an update entity; they share the device block and availability
+// of the board's other entities, and a label named like one of them keeps
+// a distinct id.
+func TestAttributeEntities(t *testing.T) {
+	d := Device{ID: "dev", Name: "Dev", Transport: "ws-listen", Commands: []string{"toggle"},
+		Labels: []Label{{Name: "temp", Shape: ShapeOf(json.RawMessage(`1`))}, {Name: "info_rssi", Shape: ShapeOf(json.RawMessage(`2`))}},
+		RSSI:   true, Uptime: true, Firmware: true, Installable: true}
+	got := Configs(attrConfig(), d)
+	dec := func(topic string) map[string]any {
+		t.Helper()
+		p, ok := got[topic]
+		if !ok {
+			t.Fatalf("no %s in %v", topic, keys(got))
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(p, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	temp := dec("homeassistant/sensor/esp32gw_dev/temp/config")
+	for _, tc := range []struct {
+		topic string
+		want  map[string]any
+	}{
+		{"homeassistant/sensor/esp32gw_dev/info_rssi/config", map[string]any{
+			"name": "RSSI", "unique_id": "esp32gw_dev_info_rssi", "state_topic": "esp32gw/dev/info", "value_template": "{{ value_json.rssi }}",
+			"device_class": "signal_strength", "unit_of_measurement": "dBm", "state_class": "measurement", "entity_category": "diagnostic"}},
+		{"homeassistant/sensor/esp32gw_dev/info_uptime/config", map[string]any{
+			"name": "Uptime", "unique_id": "esp32gw_dev_info_uptime", "state_topic": "esp32gw/dev/info", "value_template": "{{ value_json.uptime }}",
+			"device_class": "duration", "unit_of_measurement": "s", "state_class": "measurement", "entity_category": "diagnostic"}},
+		{"homeassistant/update/esp32gw_dev/firmware/config", map[string]any{
+			"name": "Firmware", "unique_id": "esp32gw_dev_firmware", "state_topic": "esp32gw/dev/update/state", "device_class": "firmware",
+			"entity_category": "config", "command_topic": "esp32gw/dev/update/install", "payload_install": "install"}},
+	} {
+		cfg := dec(tc.topic)
+		for k, v := range tc.want {
+			if cfg[k] != v {
+				t.Errorf("%s: %s = %v, want %v", tc.topic, k, cfg[k], v)
+			}
+		}
+		for _, k := range []string{"device", "availability_topic", "payload_available", "payload_not_available"} {
+			if a, b := mustMarshal(cfg[k]), mustMarshal(temp[k]); a != b {
+				t.Errorf("%s: %s = %s, the label's is %s", tc.topic, k, a, b)
+			}
+		}
+	}
+	// The label "info_rssi" is a sensor of its own, not the diagnostic one.
+	n := 0
+	for topic, p := range got {
+		if strings.Contains(string(p), `"name":"info_rssi"`) {
+			n++
+			if strings.HasSuffix(topic, "/info_rssi/config") {
+				t.Errorf("label info_rssi took the diagnostic sensor's topic")
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("label info_rssi: %d configs", n)
+	}
+
+	// Without an install, no command topic: Home Assistant shows no button.
+	d.Installable = false
+	if cfg := dec2(t, Configs(attrConfig(), d), "homeassistant/update/esp32gw_dev/firmware/config"); cfg["command_topic"] != nil || cfg["payload_install"] != nil {
+		t.Errorf("update without install: %v", cfg)
+	}
+	// Without attributes, none of these entities.
+	d.RSSI, d.Uptime, d.Firmware = false, false, false
+	for topic := range Configs(attrConfig(), d) {
+		if strings.HasSuffix(topic, "/info_rssi/config") || strings.HasSuffix(topic, "/info_uptime/config") || strings.Contains(topic, "/update/") {
+			t.Errorf("entity %s without attributes", topic)
+		}
+	}
+}
+
+func TestUpdateStateJSON(t *testing.T) {
+	pct := 42
+	for _, tc := range []struct {
+		s    UpdateState
+		want string
+	}{
+		{UpdateState{InstalledVersion: "1.0", LatestVersion: "1.1", Title: "p"}, `{"installed_version":"1.0","latest_version":"1.1","in_progress":false,"update_percentage":null,"title":"p"}`},
+		{UpdateState{InstalledVersion: "1.0", LatestVersion: "1.1", InProgress: true, UpdatePercentage: &pct, Title: "p"}, `{"installed_version":"1.0","latest_version":"1.1","in_progress":true,"update_percentage":42,"title":"p"}`},
+	} {
+		if got := string(tc.s.JSON()); got != tc.want {
+			t.Errorf("got %s\nwant %s", got, tc.want)
+		}
+	}
+}
+
+func dec2(t *testing.T, got map[string][]byte, topic string) map[string]any {
+	t.Helper()
+	var cfg map[string]any
+	if err := json.Unmarshal(got[topic], &cfg); err != nil {
+		t.Fatalf("%s: %v", topic, err)
+	}
+	return cfg
+}
+
+func keys(m map[string][]byte) []string {
+	var k []string
+	for s := range m {
+		k = append(k, s)
+	}
+	return k
+}
+
+func mustMarshal(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
