@@ -88,6 +88,10 @@ type DeviceConfig struct {
 	URL string `yaml:"url"` // ws-dial
 
 	Token string `yaml:"token"` // ws-listen
+	// EnrolledAs is the id a board enrolled under before it was adopted as
+	// this device (devices.yaml, written by adoption): a later dial-in with
+	// the enroll token under that id is refused.
+	EnrolledAs string `yaml:"enrolled_as"`
 
 	Port           string       `yaml:"port"` // serial
 	Match          *SerialMatch `yaml:"match"`
@@ -276,6 +280,9 @@ func (c *Config) Validate() error {
 				bad(f("url"), "must be a ws:// or wss:// URL with a host, got %q", d.URL)
 			}
 		case TransportWSListen:
+			if d.EnrolledAs != "" && !ValidID(d.EnrolledAs) {
+				bad(f("enrolled_as"), "must match [a-z0-9_-]+, got %q", d.EnrolledAs)
+			}
 			if d.Token == "" {
 				bad(f("token"), "ws-listen needs a token the board presents (Authorization: Bearer TOKEN)")
 			}

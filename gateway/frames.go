@@ -55,6 +55,17 @@ func newLogMessage(device, line string, ts time.Time) *Message {
 	return m
 }
 
+// newPendingMessage says the boards waiting for adoption changed:
+// {"type":"pending","count":N}.
+func newPendingMessage(count int) *Message {
+	m := &Message{Kind: KindPending, TS: time.Now()}
+	m.Data = mustJSON(struct {
+		Type  string `json:"type"`
+		Count int    `json:"count"`
+	}{"pending", count})
+	return m
+}
+
 // newSnapshotMessage is every device's state:
 // {"type":"snapshot","seq":N,"gateway":G,"devices":[…]}. The message also
 // carries devices themselves (Message.Devices), so no consumer decodes Data.

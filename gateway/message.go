@@ -17,6 +17,9 @@ const (
 	// KindInfo: a device's board attributes changed (Info holds them all,
 	// Value their JSON object).
 	KindInfo
+	// KindPending: the boards waiting for adoption changed (Data only; see
+	// Hub.PendingChanged). Every subscriber gets it, like a snapshot.
+	KindPending
 )
 
 // Message is one item of the hub's stream. Data is its /ws JSON frame,

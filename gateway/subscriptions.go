@@ -246,7 +246,7 @@ func (s *Subscription) wants(m *Message) bool { return s.filter.Load().wants(m) 
 // wants reports whether a subscriber with filter f (nil: the default)
 // receives m.
 func (f *Filter) wants(m *Message) bool {
-	if m.Kind == KindSnapshot {
+	if m.Kind == KindSnapshot || m.Kind == KindPending {
 		return true
 	}
 	if f == nil {

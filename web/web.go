@@ -55,6 +55,8 @@ type Options struct {
 	// MaxBrowsers bounds open /ws and compatibility sockets together
 	// (limits.browsers); beyond it upgrades answer 503. 0: 2000.
 	MaxBrowsers int
+	// Fleet serves enrollment and adoption (fleet.go); nil answers 503.
+	Fleet Fleet
 }
 
 // Server is the browser-facing side of the gateway. It is an http.Handler.
@@ -71,6 +73,7 @@ type Server struct {
 	maxBrowsers int64
 	mux         *http.ServeMux
 	static      fs.FS
+	fleet       Fleet
 
 	conns    sync.WaitGroup // every WebSocket connection's goroutines
 	closing  sync.Mutex
@@ -95,6 +98,7 @@ func New(o Options) *Server {
 		valueBytes:  o.ValueBytes,
 		maxBrowsers: int64(o.MaxBrowsers),
 		mux:         http.NewServeMux(),
+		fleet:       o.Fleet,
 	}
 	if s.maxBrowsers <= 0 {
 		s.maxBrowsers = maxBrowserConnsTotal
@@ -132,6 +136,7 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/export", s.requireToken(http.HandlerFunc(s.handleExport)))
 	s.mux.Handle("POST /api/devices/{id}/command", s.requireAdmin("send commands", http.HandlerFunc(s.handleCommand)))
 	s.mux.Handle("GET /api/session", s.requireToken(http.HandlerFunc(s.handleSession)))
+	s.fleetRoutes()
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -89,6 +89,7 @@ func (g *runningGateway) newBoard(d gateway.DeviceConfig) *board {
 // 401. Safe for concurrent use.
 type deviceRouter struct {
 	refuse *wslisten.Listener // knows no device: 401 for every id
+	enroll *wslisten.Enroller // unknown ids with the enroll token; set by build
 
 	mu   sync.RWMutex
 	byID map[string]*wslisten.Listener
@@ -115,8 +116,12 @@ func (r *deviceRouter) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mu.RLock()
 	l, ok := r.byID[id]
 	r.mu.RUnlock()
-	if !ok {
-		l = r.refuse
+	switch {
+	case ok:
+		l.ServeHTTP(w, req)
+	case r.enroll != nil:
+		r.enroll.ServeHTTP(w, req)
+	default:
+		r.refuse.ServeHTTP(w, req)
 	}
-	l.ServeHTTP(w, req)
 }

@@ -44,6 +44,7 @@ type runningGateway struct {
 	// which devices routes /device/ID to.
 	boards  map[string]*board
 	devices *deviceRouter
+	fleet   *fleet // enrollment and adoption (fleet.go)
 
 	bridge  *mqttbridge.Bridge // nil with MQTT off
 	web     *web.Server
@@ -112,6 +113,10 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		g.boards[d.ID] = g.newBoard(d)
 	}
 	g.restore()
+	if g.fleet, err = newFleet(g); err != nil {
+		return nil, err
+	}
+	g.devices.enroll = g.fleet.enroller
 
 	var metrics []web.MetricsWriter
 	var hist gateway.History
@@ -138,6 +143,7 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		History:        hist,
 		ValueBytes:     int(cfg.Limits.ValueBytes),
 		MaxBrowsers:    cfg.Limits.Browsers,
+		Fleet:          g.fleet,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/device/", g.devices) // refuses every board without ws-listen devices
@@ -188,6 +194,7 @@ func (g *runningGateway) run(ctx context.Context) error {
 		}
 	}
 	g.workers.Go(func() { g.state.Run(runCtx, g.hub) })
+	g.fleet.start(runCtx, &g.workers)
 	g.bridged = make(chan struct{})
 	if g.bridge != nil {
 		go func() {
@@ -219,6 +226,8 @@ func (g *runningGateway) run(ctx context.Context) error {
 			return fmt.Errorf("http: %w", err)
 		case <-g.ctl.reloads:
 			g.reload(runCtx)
+		case op := <-g.fleet.ops:
+			op(runCtx)
 		}
 	}
 }

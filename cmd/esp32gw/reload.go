@@ -122,6 +122,7 @@ func (g *runningGateway) applyDevices(ctx context.Context, want []gateway.Device
 		g.startBoard(ctx, b)
 	}
 	g.cfg.Devices = slices.Clone(want)
+	g.fleet.index(want)
 	g.log.Info("reload: devices updated", "devices", len(want),
 		"added", strings.Join(added, ","), "removed", strings.Join(removed, ","),
 		"changed", strings.Join(restarted, ","), "renamed", strings.Join(renamed, ","))

@@ -159,3 +159,23 @@ func TestMarkRunningBeforeFirstSave(t *testing.T) {
 		t.Errorf("floor after a run killed at once: %d, want %d", f, 40+SeqCrashGap)
 	}
 }
+
+func TestEnrollToken(t *testing.T) {
+	d := New(filepath.Join(t.TempDir(), "config.yaml"), "data", nil)
+	if tok, src, gen, err := d.EnrollToken("from-config"); err != nil || tok != "from-config" || src != "config" || gen {
+		t.Fatalf("configured: %q %q %v %v", tok, src, gen, err)
+	}
+	tok, src, gen, err := d.EnrollToken("")
+	if err != nil || tok == "" || src != d.EnrollTokenPath() || !gen {
+		t.Fatalf("first start: %q %q %v %v", tok, src, gen, err)
+	}
+	if fi, err := os.Stat(d.EnrollTokenPath()); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("enroll_token file: %v %v", fi, err)
+	}
+	if again, _, gen, err := d.EnrollToken(""); err != nil || again != tok || gen {
+		t.Fatalf("second start: %q (want %q) generated %v %v", again, tok, gen, err)
+	}
+	if browser, _, _ := d.Token(gateway.HTTPConfig{Auth: "token"}); browser == tok {
+		t.Fatal("the enroll token is the browser token")
+	}
+}
