@@ -55,6 +55,9 @@ type Options struct {
 	// MaxBrowsers bounds open /ws and compatibility sockets together
 	// (limits.browsers); beyond it upgrades answer 503. 0: 2000.
 	MaxBrowsers int
+	// Firmware serves firmware uploads, update jobs and boards' downloads;
+	// nil answers /api/firmware and /api/ota with 503.
+	Firmware Firmware
 }
 
 // Server is the browser-facing side of the gateway. It is an http.Handler.
@@ -132,6 +135,7 @@ func New(o Options) *Server {
 	s.mux.Handle("GET /api/export", s.requireToken(http.HandlerFunc(s.handleExport)))
 	s.mux.Handle("POST /api/devices/{id}/command", s.requireAdmin("send commands", http.HandlerFunc(s.handleCommand)))
 	s.mux.Handle("GET /api/session", s.requireToken(http.HandlerFunc(s.handleSession)))
+	s.routeFirmware(o.Firmware)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -377,3 +377,6 @@ func (m *Manager) downloadProgress(jobID, device string, pct int) {
 		}
 	}
 }
+
+// Info names the download and gives its modification time, for http.ServeContent.
+func (d *Download) Info() (string, time.Time) { return d.Name, d.ModTime }
