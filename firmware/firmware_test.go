@@ -79,7 +79,7 @@ func requireToolchain(t *testing.T) {
 func sourceDigest(t *testing.T) string {
 	t.Helper()
 	h := sha256.New()
-	for _, root := range []string{"Makefile", "lib", "test", "host"} {
+	for _, root := range []string{"Makefile", "src", "test", "host"} {
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {
 				return err

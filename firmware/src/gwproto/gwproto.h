@@ -8,6 +8,8 @@
 #ifndef GWPROTO_H
 #define GWPROTO_H
 
+#include "attributes.h"
+#include "backfill.h"
 #include "backoff.h"
 #include "board.h"
 #include "command.h"
@@ -15,6 +17,9 @@
 #include "frame.h"
 #include "json_writer.h"
 #include "linebuf.h"
+#include "message.h"
+#include "ota.h"
+#include "sha256.h"
 
 #define GWPROTO_VERSION "0.1.0"
 

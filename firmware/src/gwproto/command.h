@@ -53,6 +53,8 @@ enum DecodeStatus {
   kDecodeNoValue,       // an object without "value"
   kDecodeBadLabel,      // "label" is not a string matching [A-Za-z0-9_.-]{1,32}
   kDecodeValueTooLong,  // the value does not fit kMaxValue
+  kDecodeMissingField,  // a message (adopted, ota) lacks a field it needs
+  kDecodeBadField,      // a message field has the wrong type or form
 };
 
 // decode_command parses p[0..n) into *out. On any status but kDecodeOk,
