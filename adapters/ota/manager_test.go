@@ -247,8 +247,11 @@ func TestDownloadURL(t *testing.T) {
 	if !bytes.Equal(b, espimage.Build(v2)) {
 		t.Fatal("served bytes differ")
 	}
-	if v, _ := r.m.Job(job); v.Devices[0].State != StateDownloading || v.Devices[0].Progress != 100 {
-		t.Fatalf("%+v", v.Devices[0])
+	v, _ := r.m.Job(job)
+	for _, d := range v.Devices {
+		if d.ID == dev && (d.State != StateDownloading || d.Progress != 100) {
+			t.Fatalf("%+v", d)
+		}
 	}
 	r.clock.Add(URLValidity)
 	if _, err := r.m.OpenDownload(j, dev, file, "127.0.0.1:5000", ""); status(err) != http.StatusGone {
