@@ -57,6 +57,9 @@ type Options struct {
 	MaxBrowsers int
 	// Fleet serves enrollment and adoption (fleet.go); nil answers 503.
 	Fleet Fleet
+	// Firmware serves firmware uploads, update jobs and boards' downloads;
+	// nil answers /api/firmware and /api/ota with 503.
+	Firmware Firmware
 }
 
 // Server is the browser-facing side of the gateway. It is an http.Handler.
@@ -137,6 +140,7 @@ func New(o Options) *Server {
 	s.mux.Handle("POST /api/devices/{id}/command", s.requireAdmin("send commands", http.HandlerFunc(s.handleCommand)))
 	s.mux.Handle("GET /api/session", s.requireToken(http.HandlerFunc(s.handleSession)))
 	s.fleetRoutes()
+	s.routeFirmware(o.Firmware)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/esp32gw/esp32gw/adapters/history"
 	"github.com/esp32gw/esp32gw/adapters/mqttbridge"
+	"github.com/esp32gw/esp32gw/adapters/ota"
 	"github.com/esp32gw/esp32gw/adapters/serialport"
 	"github.com/esp32gw/esp32gw/adapters/sim"
 	"github.com/esp32gw/esp32gw/adapters/wsdial"
@@ -47,6 +48,7 @@ type runningGateway struct {
 	fleet   *fleet // enrollment and adoption (fleet.go)
 
 	bridge  *mqttbridge.Bridge // nil with MQTT off
+	ota     *ota.Manager       // firmware updates; nil when its state could not be opened
 	web     *web.Server
 	http    *http.Server
 	ln      net.Listener        // bound by build, so a taken port fails before anything starts
@@ -129,6 +131,7 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		metrics = append(metrics, g.bridge)
 	}
 	metrics = append(metrics, connMetrics{g})
+	g.ota = g.newOTA()
 	g.web = web.New(web.Options{
 		Hub:            g.hub,
 		AuthMode:       cfg.HTTP.Auth,
@@ -144,6 +147,7 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		ValueBytes:     int(cfg.Limits.ValueBytes),
 		MaxBrowsers:    cfg.Limits.Browsers,
 		Fleet:          g.fleet,
+		Firmware:       webFirmware(g.ota),
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/device/", g.devices) // refuses every board without ws-listen devices
@@ -195,6 +199,9 @@ func (g *runningGateway) run(ctx context.Context) error {
 	}
 	g.workers.Go(func() { g.state.Run(runCtx, g.hub) })
 	g.fleet.start(runCtx, &g.workers)
+	if g.ota != nil {
+		g.workers.Go(func() { g.ota.Run(runCtx) })
+	}
 	g.bridged = make(chan struct{})
 	if g.bridge != nil {
 		go func() {
