@@ -126,12 +126,12 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 		hist = g.history
 		metrics = append(metrics, g.history)
 	}
+	g.ota = g.newOTA()
 	if cfg.MQTT.Enabled {
-		g.bridge = mqttbridge.New(cfg.MQTT, g.hub, log)
+		g.bridge = mqttbridge.New(cfg.MQTT, g.hub, log, g.bridgeOptions()...)
 		metrics = append(metrics, g.bridge)
 	}
 	metrics = append(metrics, connMetrics{g})
-	g.ota = g.newOTA()
 	g.web = web.New(web.Options{
 		Hub:            g.hub,
 		AuthMode:       cfg.HTTP.Auth,
@@ -202,6 +202,8 @@ func (g *runningGateway) run(ctx context.Context) error {
 	if g.ota != nil {
 		g.workers.Go(func() { g.ota.Run(runCtx) })
 	}
+	g.followFirmware(runCtx)
+	g.startDiscovery(runCtx)
 	g.bridged = make(chan struct{})
 	if g.bridge != nil {
 		go func() {

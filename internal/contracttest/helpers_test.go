@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
@@ -256,12 +256,11 @@ func apiSeq(t testing.TB, g *testgw.Gateway) int64 {
 
 // freeAddr reserves nothing: it returns a loopback address that was free.
 func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := gwproc.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 // closeCode is the close code of a websocket read error, or -1.

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -35,8 +36,21 @@ func BuildGateway(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
-// FreeAddr picks a free loopback address ("127.0.0.1:PORT").
+// FreeAddr picks a free loopback address ("127.0.0.1:PORT") for a program
+// to bind a moment later. The port comes from below Linux's ephemeral range
+// (32768 and up): a port the kernel hands out as the source of outgoing
+// connections could be taken by one of them in between (seen under
+// parallel tests).
 func FreeAddr() (string, error) {
+	for range 200 {
+		port := 20000 + mathrand.IntN(12000)
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return "127.0.0.1:" + strconv.Itoa(port), nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", fmt.Errorf("free port: %w", err)
