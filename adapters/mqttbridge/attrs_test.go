@@ -130,6 +130,10 @@ func haConfigs(t *testing.T, c *client, done func(map[string]map[string]any) boo
 			} else {
 				configs[m.Topic] = mustJSON(t, m.Payload)
 			}
+		} else {
+			// Other topics (info, update state) stay for later expects: on
+			// a loaded machine they can arrive before the last config.
+			c.pending = append(c.pending, m)
 		}
 		return done(configs)
 	}, within)
