@@ -130,7 +130,7 @@ devices:
   - id: b
     transport: sim
     colour: red
-`, []string{`:6: unknown key "colour" in devices[1] (allowed: baud, command_format, commands, id, match, name, port, reset_on_open, silence_timeout, sim, token, transport, url)`}},
+`, []string{`:6: unknown key "colour" in devices[1] (allowed: baud, command_format, commands, enrolled_as, id, match, name, port, reset_on_open, silence_timeout, sim, token, transport, url)`}},
 		{"unknown key in a flow mapping", `
 devices:
   - {id: a, transport: sim, sim: {board: tutorial, speed: 2}}
