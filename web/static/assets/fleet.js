@@ -95,6 +95,7 @@ const view = {
   pendingBusy: false,  // a GET /api/pending is out
   pendingAgain: false, // and another was asked for meanwhile
   adopting: null, // the pending board the adopt dialog is for
+  notice: '',     // the outcome of the last adopt or forget, kept until another board waits
 };
 
 try {
@@ -230,7 +231,7 @@ async function forget(dev) {
   try {
     await del(`/api/devices/${encodeURIComponent(dev.id)}`);
     removeDevice(dev.id);
-    setText($('pending-msg'), `Forgot ${dev.name}.`);
+    notice(`Forgot ${dev.name}.`);
   } catch (e) {
     const text = e.status === 409
       ? `${dev.name} is defined in config.yaml; remove it there (and reload the gateway).`
@@ -385,7 +386,9 @@ async function pollPending() {
   view.pendingBusy = true;
   try {
     const list = await get('/api/pending');
+    const before = new Set(view.pending.map((p) => p.id));
     view.pending = Array.isArray(list) ? list.filter((p) => p && typeof p.id === 'string') : [];
+    if (view.pending.some((p) => !before.has(p.id))) view.notice = '';
     view.pendingError = '';
     view.pendingMissing = false;
   } catch (e) {
@@ -440,9 +443,18 @@ function renderPending() {
       isAdmin() ? h('button', { type: 'button', 'data-pending': p.id, 'aria-label': `Adopt ${title}`, onclick: () => openAdopt(p) }, 'Adopt') : null);
   }));
   if (focused) list.querySelector(`button[data-pending="${CSS.escape(focused)}"]`)?.focus();
+  // An adopt's or forget's outcome stays until another board comes to
+  // wait (pollPending); the next poll must not replace it.
   if (view.pendingError) setText(msg, `Could not load new boards: ${view.pendingError}`);
+  else if (view.notice) setText(msg, view.notice);
   else if (!view.pending.length && view.pendingLoaded) setText(msg, 'No boards are waiting. Boards that dial in with the enroll token, or that announce themselves over mDNS, appear here.');
   else if (view.pending.length && msg.textContent.startsWith('No boards')) setText(msg, '');
+}
+
+/** notice says what an adopt or forget did, in the New boards status line. */
+function notice(text) {
+  view.notice = text;
+  setText($('pending-msg'), text);
 }
 
 // ---------------------------------------------------------------- adopt
@@ -494,8 +506,8 @@ $('adopt-form').addEventListener('submit', async (e) => {
     view.adopting = null;
     if (dev && typeof dev.id === 'string') addDevice(dev);
     view.pending = view.pending.filter((x) => x.id !== p.id);
+    view.notice = `Adopted ${name || id}: it reconnects with its own token and is listed in the fleet below.`;
     renderPending();
-    setText($('pending-msg'), `Adopted ${name || id}: it reconnects with its own token and is listed in the fleet below.`);
     pollPending();
   } catch (err) {
     $('adopt-submit').disabled = false;
