@@ -194,8 +194,8 @@ func TestNativeBoardBackfill(t *testing.T) {
 		}
 		if rd.TS == 0 {
 			// The first live reading: the backfill is over.
-			if len(buffered) > 0 && rd.Value != buffered[len(buffered)-1].Value+1 {
-				t.Errorf("live count %d after backfilled %d", rd.Value, buffered[len(buffered)-1].Value)
+			if len(buffered) > 0 && rd.Value != buffered[0].Value+1 {
+				t.Errorf("live count %d after the newest buffered %d", rd.Value, buffered[0].Value)
 			}
 			break
 		}
@@ -204,6 +204,10 @@ func TestNativeBoardBackfill(t *testing.T) {
 	if len(buffered) != 10 {
 		t.Fatalf("%d backfilled readings, want 10 (the ring's size): %v", len(buffered), buffered)
 	}
+	// The newest goes first (the gateway shows it live), then the older
+	// ones oldest first (history only at the gateway).
+	newest := buffered[0]
+	buffered = append(buffered[1:], newest)
 	for i, rd := range buffered {
 		at := time.UnixMilli(rd.TS)
 		if at.Before(cut.Add(-time.Second)) || at.After(time.Now()) {

@@ -1,5 +1,7 @@
 // native_board: a POSIX stand-in for an ESP32 running one of the esp32gw
 // sketches, built from the same gwproto core, for gateway integration tests.
+// The app on top of the core is the demo LED/counter app (demo_app.h: the
+// host twin of the LedServer and SerialBoard examples).
 //
 //   native_board --mode serial [--link PATH] [--noise] [--reboot-every N]
 //       Opens a pseudo-terminal (posix_openpt) and prints the slave's path
@@ -43,9 +45,11 @@
 //
 // Backfill (ws-client): counts produced while the link is down go into a
 // ring of --backfill N readings (default 256, 0 = off, oldest dropped when
-// full) with their unix time, and are sent first on reconnect as
-// {"label":"count","value":N,"ts":UNIX_MS}. --no-clock: the board never got
-// NTP time, so they go without ts.
+// full) with their unix time, and are sent on reconnect before any new
+// count as {"label":"count","value":N,"ts":UNIX_MS}: the newest first (the
+// gateway shows it live), then the older ones, oldest first (older than the
+// label's newest: the gateway keeps them as history only). --no-clock: the
+// board never got NTP time, so they go without ts.
 //
 // Enrollment (ws-client): --enroll-token T --state-file PATH. When PATH
 // holds no id and token, the board dials --url (ws://HOST:PORT/device/ID)
@@ -95,13 +99,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "demo_app.h"
 #include "gwproto.h"
 #include "ws_min.h"
 
 namespace {
 
-using gwproto::Board;
-using gwproto::CommandResult;
+// The demo app (LED, counter, hello) runs on top of the protocol core.
+using Board = demo::App;
+using demo::CommandResult;
 
 
 // Limits, matching the sketches: commands are small, frames the board
@@ -565,8 +571,8 @@ void serial_hello(SerialOut* out, const Options& o, const Board& board, const Pe
     memcpy(big + sizeof big - 2, "\"}", 2);
     serial_println(out, big, sizeof big);
   }
-  gwproto::Identity id = {o.id, pe.fw, "serial"};
-  size_t n = gwproto::hello_frame(f, sizeof f, id, reset_code, uptime_ms);
+  demo::Identity id = {o.id, pe.fw, "serial"};
+  size_t n = demo::hello_frame(f, sizeof f, id, reset_code, uptime_ms);
   if (n > 0) serial_println(out, f, n);
   n = board_attributes(f, sizeof f, o, pe, false, rt);
   if (n > 0) serial_println(out, f, n);
@@ -1047,8 +1053,8 @@ void send_attributes(WsBoard* wb, Conn* c) {
 // the count (unless with_count is false: buffered readings go first), the LED.
 void send_state(WsBoard* wb, Conn* c, bool with_count) {
   char f[512];
-  gwproto::Identity id = {wb->opt->id, wb->pe->fw, wb->flavour};
-  size_t n = gwproto::hello_frame(f, sizeof f, id, wb->pe->reset_code, millis() - wb->pe->boot_ms);
+  demo::Identity id = {wb->opt->id, wb->pe->fw, wb->flavour};
+  size_t n = demo::hello_frame(f, sizeof f, id, wb->pe->reset_code, millis() - wb->pe->boot_ms);
   if (n > 0) conn_send_text(c, wb->rt, f, n);
   send_attributes(wb, c);
   n = with_count ? wb->board->count_frame(f, sizeof f) : 0;
@@ -1673,6 +1679,9 @@ int run_ws_client(const Options& o) {
             wb.pending_valid = false;
             logf("ota: version %s reached the gateway: marked valid", pe.fw);
           }
+          // Each label's newest buffered reading goes first (the gateway
+          // shows it live), then the older ones as backfill.
+          ring.newest_first();
           send_state(&wb, &conn, ring.empty());
           attr_timer.connected();
           attr_timer.due(now);

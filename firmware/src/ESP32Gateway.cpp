@@ -269,6 +269,9 @@ void ESP32Gateway::on_link_up() {
   attr_timer_.connected();
   if (attr_timer_.due(millis())) send_attributes();
   ota_report();
+  // Readings kept while the link was down: each label's newest goes first
+  // (the gateway shows it live), the older ones follow as backfill.
+  backfill_.newest_first();
 }
 
 void ESP32Gateway::drain_backfill() {

@@ -20,7 +20,8 @@
 // What the library does for every sketch: $ attributes ($fw, $project,
 // $chip, $mac, $ip, $rssi, $heap, $uptime, $reset) on connect and every
 // 60 s; readings published while the link is down are kept (a bounded ring,
-// with NTP time when known) and sent with "ts" when it is back; commands go
+// with NTP time when known) and sent with "ts" when it is back, each label's
+// newest first (shown live) and then the older ones (history); commands go
 // to the handler registered for their label; `ota` frames download, check
 // (size, SHA-256), install and reboot, reporting $ota, and the new image is
 // marked valid only once it reached the gateway again (see README: the

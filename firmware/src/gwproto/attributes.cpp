@@ -18,6 +18,15 @@ void put_string(JsonWriter* w, const char* key, size_t key_len, const char* s) {
 
 }  // namespace
 
+const char* reset_reason_name(int code) {
+  static const char* const kNames[] = {
+      "UNKNOWN", "POWERON",  "EXT",  "SW",   "PANIC", "INT_WDT",    "TASK_WDT",   "WDT",
+      "DEEPSLEEP", "BROWNOUT", "SDIO", "USB", "JTAG",  "EFUSE", "PWR_GLITCH", "CPU_LOCKUP",
+  };
+  if (code < 0 || code >= static_cast<int>(sizeof kNames / sizeof kNames[0])) return "UNKNOWN";
+  return kNames[code];
+}
+
 size_t attributes_frame(char* out, size_t cap, const Attributes& a) {
   JsonWriter w(out, cap);
   w.begin_object();

@@ -30,6 +30,12 @@ struct Attributes {
   const char* reset;   // reset reason name (reset_reason_name())
 };
 
+// reset_reason_name maps an ESP-IDF esp_reset_reason_t value (0..15:
+// UNKNOWN, POWERON, EXT, SW, PANIC, INT_WDT, TASK_WDT, WDT, DEEPSLEEP,
+// BROWNOUT, SDIO, USB, JTAG, EFUSE, PWR_GLITCH, CPU_LOCKUP) to its name, for
+// $reset; anything else is "UNKNOWN".
+const char* reset_reason_name(int code);
+
 // attributes_frame writes the flat object above; 0 when it did not fit.
 size_t attributes_frame(char* out, size_t cap, const Attributes& a);
 

@@ -65,6 +65,31 @@ void Backfill::pop() {
   len_--;
 }
 
+bool Backfill::newest_of_label(size_t i) {
+  const BufferedReading& r = at(i);
+  for (size_t j = i + 1; j < len_; j++) {
+    const BufferedReading& o = at(j);
+    if (o.label_len == r.label_len && memcmp(o.label, r.label, r.label_len) == 0) return false;
+  }
+  return true;
+}
+
+void Backfill::newest_first() {
+  size_t placed = 0;  // readings [0, placed) are the newest of their labels
+  for (size_t i = 0; i < len_; i++) {
+    if (!newest_of_label(i)) continue;
+    // Rotate reading i down to position placed; the ones between move up
+    // by one and keep their order. Readings after i are not touched, so
+    // newest_of_label stays right for them.
+    for (size_t j = i; j > placed; j--) {
+      BufferedReading tmp = at(j);
+      at(j) = at(j - 1);
+      at(j - 1) = tmp;
+    }
+    placed++;
+  }
+}
+
 size_t frame_ts(char* out, size_t cap, const char* label, size_t label_len, const char* json,
                 size_t n, uint64_t unix_ms) {
   if (!valid_label(label, label_len)) return 0;

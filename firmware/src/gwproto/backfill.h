@@ -9,7 +9,10 @@
 // (now_unix - age); when the board still has no wall clock, the reading goes
 // without ts and the gateway stamps it on arrival. When the ring is full the
 // oldest reading is dropped and counted: the newest data is worth most.
-// Readings leave in the order they were taken. No heap.
+// Readings leave in the order they were taken, except that a board calls
+// newest_first() when its link comes back: each label's newest reading then
+// leaves first, so the gateway shows it live at once, and the older ones
+// follow as backfill (older than that label's newest: history only). No heap.
 #ifndef GWPROTO_BACKFILL_H
 #define GWPROTO_BACKFILL_H
 
@@ -60,12 +63,20 @@ class Backfill {
   // or it did not fit; the reading stays until pop().
   size_t front_frame(char* out, size_t cap, uint32_t now_mono_ms, uint64_t now_unix_ms) const;
   void pop();
+  // newest_first moves each label's newest reading to the front, keeping
+  // their order among themselves and the order of the rest. Call it when
+  // the link comes back, before sending. O(size * labels) compares and moves.
+  void newest_first();
   void clear() {
     head_ = 0;
     len_ = 0;
   }
 
  private:
+  BufferedReading& at(size_t i) { return buf_[(head_ + i) % cap_]; }
+  // newest_of_label: no later reading has the same label as reading i.
+  bool newest_of_label(size_t i);
+
   BufferedReading* buf_;
   size_t cap_;
   size_t head_;  // index of the oldest

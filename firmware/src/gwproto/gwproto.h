@@ -11,7 +11,6 @@
 #include "attributes.h"
 #include "backfill.h"
 #include "backoff.h"
-#include "board.h"
 #include "command.h"
 #include "fragbuf.h"
 #include "frame.h"
@@ -19,6 +18,7 @@
 #include "linebuf.h"
 #include "message.h"
 #include "ota.h"
+#include "ratelimit.h"
 #include "sha256.h"
 
 #define GWPROTO_VERSION "0.1.0"

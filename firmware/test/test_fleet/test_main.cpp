@@ -1,6 +1,7 @@
 // Fleet pieces of the core: SHA-256, the adopted/ota decoders, the
-// attributes frame, the backfill ring, the OTA state machine and its report
-// throttling, the app description parser.
+// attributes frame and reset reason names, the backfill ring (and its
+// newest-first order on reconnect), the command rate limiter, the OTA state
+// machine and its report throttling, the app description parser.
 #include <string.h>
 #include <unity.h>
 
@@ -246,6 +247,79 @@ static void test_backfill_bounded(void) {
   TEST_ASSERT_TRUE(none.empty());
 }
 
+static void test_reset_reason_names(void) {
+  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(0));
+  TEST_ASSERT_EQUAL_STRING("POWERON", reset_reason_name(1));
+  TEST_ASSERT_EQUAL_STRING("SW", reset_reason_name(3));
+  TEST_ASSERT_EQUAL_STRING("PANIC", reset_reason_name(4));
+  TEST_ASSERT_EQUAL_STRING("TASK_WDT", reset_reason_name(6));
+  TEST_ASSERT_EQUAL_STRING("BROWNOUT", reset_reason_name(9));
+  TEST_ASSERT_EQUAL_STRING("CPU_LOCKUP", reset_reason_name(15));
+  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(16));
+  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(-1));
+}
+
+static void test_backfill_newest_first(void) {
+  StaticBackfill<8> ring;
+  // count 1..4 and temp 10, 11 interleaved, oldest first.
+  ring.push_int(GWPROTO_LIT("count"), 1, 100, 1000);
+  ring.push_int(GWPROTO_LIT("temp"), 10, 150, 1050);
+  ring.push_int(GWPROTO_LIT("count"), 2, 200, 2000);
+  ring.push_int(GWPROTO_LIT("count"), 3, 300, 3000);
+  ring.push_int(GWPROTO_LIT("temp"), 11, 350, 3050);
+  ring.push_int(GWPROTO_LIT("count"), 4, 400, 4000);
+  ring.newest_first();
+  // Each label's newest first (in their own order), then the rest, oldest
+  // first; every reading keeps its own ts.
+  const char* want[] = {
+      "{\"label\":\"temp\",\"value\":11,\"ts\":3050}", "{\"label\":\"count\",\"value\":4,\"ts\":4000}",
+      "{\"label\":\"count\",\"value\":1,\"ts\":1000}", "{\"label\":\"temp\",\"value\":10,\"ts\":1050}",
+      "{\"label\":\"count\",\"value\":2,\"ts\":2000}", "{\"label\":\"count\",\"value\":3,\"ts\":3000}",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    ring.front_frame(buf, sizeof buf, 500, 5000);
+    TEST_ASSERT_EQUAL_STRING(want[i], buf);
+    ring.pop();
+  }
+  TEST_ASSERT_TRUE(ring.empty());
+  ring.newest_first();  // empty: nothing to do
+  // Across the ring's wrap (head not at 0), one label: the newest moves up.
+  StaticBackfill<3> w;
+  for (int i = 1; i <= 5; i++) w.push_int(GWPROTO_LIT("count"), i, static_cast<uint32_t>(i), static_cast<uint64_t>(i));
+  w.newest_first();
+  int order[] = {5, 3, 4};
+  for (size_t i = 0; i < 3; i++) {
+    w.front_frame(buf, sizeof buf, 10, 10);
+    char exp[80];
+    snprintf(exp, sizeof exp, "{\"label\":\"count\",\"value\":%d,\"ts\":%d}", order[i], order[i]);
+    TEST_ASSERT_EQUAL_STRING(exp, buf);
+    w.pop();
+  }
+}
+
+static void test_rate_limiter(void) {
+  RateLimiter r(3, 100, 1000);
+  TEST_ASSERT_TRUE(r.allow(1000));
+  TEST_ASSERT_TRUE(r.allow(1000));
+  TEST_ASSERT_TRUE(r.allow(1000));
+  TEST_ASSERT_FALSE(r.allow(1000));
+  TEST_ASSERT_FALSE(r.allow(1099));
+  TEST_ASSERT_TRUE(r.allow(1100));  // one token per 100 ms
+  TEST_ASSERT_FALSE(r.allow(1100));
+  // A long pause refills to the burst, no more.
+  for (int i = 0; i < 3; i++) TEST_ASSERT_TRUE(r.allow(60000));
+  TEST_ASSERT_FALSE(r.allow(60000));
+  // Across the millis() wrap.
+  RateLimiter w(1, 100, 0xFFFFFFC0u);
+  TEST_ASSERT_TRUE(w.allow(0xFFFFFFC0u));
+  TEST_ASSERT_FALSE(w.allow(0xFFFFFFFFu));
+  TEST_ASSERT_TRUE(w.allow(0x24u));  // 100 ms later, after the wrap
+  // A zero refill period is taken as 1 ms.
+  RateLimiter z(1, 0, 0);
+  TEST_ASSERT_TRUE(z.allow(0));
+  TEST_ASSERT_TRUE(z.allow(1));
+}
+
 static OtaRequest request_for(const uint8_t* img, size_t n) {
   OtaRequest r;
   memset(&r, 0, sizeof r);
@@ -417,6 +491,9 @@ int main(void) {
   RUN_TEST(test_backfill_order_and_ts);
   RUN_TEST(test_backfill_without_clock);
   RUN_TEST(test_backfill_bounded);
+  RUN_TEST(test_backfill_newest_first);
+  RUN_TEST(test_reset_reason_names);
+  RUN_TEST(test_rate_limiter);
   RUN_TEST(test_ota_happy_path_and_throttle);
   RUN_TEST(test_ota_progress_unchanged_is_not_repeated);
   RUN_TEST(test_ota_failures);

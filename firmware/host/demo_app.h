@@ -1,16 +1,24 @@
-// Board model: the state every esp32gw sketch (and the host native board)
-// keeps, independent of transport: the LED, a 1 Hz counter, the frames that
-// report them, the hello frame, and the command allow-list with a rate limit.
+// The demo app: what the native board runs on top of the protocol core, the
+// host twin of the LedServer and SerialBoard examples (whose own code is in
+// their .ino). An LED switched by commands ("toggle", "on", "off", ...), a
+// counter that ticks once per period, the frames that report them
+// (ledStatus, count), and the hello frame the native board sends on every
+// (re)connect. Accepted commands go through the core's RateLimiter. It is
+// not part of the ESP32Gateway library: a sketch publishes its own labels.
 // Time is injected (now_ms), so it is host-testable; no heap.
-#ifndef GWPROTO_BOARD_H
-#define GWPROTO_BOARD_H
+#ifndef DEMO_APP_H
+#define DEMO_APP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "command.h"
+#include "ratelimit.h"
 
-namespace gwproto {
+namespace demo {
+
+using gwproto::Command;
+using gwproto::DecodeStatus;
 
 // Action is what an accepted command asks the board to do.
 enum Action {
@@ -34,32 +42,12 @@ struct Identity {
   const char* flavour;
 };
 
-// reset_reason_name maps an ESP-IDF esp_reset_reason_t value (0..15:
-// UNKNOWN, POWERON, EXT, SW, PANIC, INT_WDT, TASK_WDT, WDT, DEEPSLEEP,
-// BROWNOUT, SDIO, USB, JTAG, EFUSE, PWR_GLITCH, CPU_LOCKUP) to its name.
-const char* reset_reason_name(int code);
-
 // hello_frame writes
 //   {"label":"hello","value":{"id":..,"fw":..,"flavour":..,"reset":"POWERON",
 //    "reset_code":1,"uptime_ms":..}}
-// sent once after boot (serial) or on every (re)connect (WebSocket), so the
+// (reset: gwproto::reset_reason_name(reset_code)), sent once after boot (serial) or on every (re)connect (WebSocket), so the
 // gateway can tell a reboot from a reconnect. Returns 0 if it did not fit.
 size_t hello_frame(char* out, size_t cap, const Identity& id, int reset_code, uint32_t uptime_ms);
-
-// RateLimiter is a token bucket: up to burst events at once, refilled at one
-// per refill_ms.
-class RateLimiter {
- public:
-  RateLimiter(uint32_t burst, uint32_t refill_ms, uint32_t now_ms)
-      : burst_(burst), refill_ms_(refill_ms > 0 ? refill_ms : 1), tokens_(burst), last_(now_ms) {}
-  bool allow(uint32_t now_ms);
-
- private:
-  uint32_t burst_;
-  uint32_t refill_ms_;
-  uint32_t tokens_;
-  uint32_t last_;
-};
 
 struct CommandResult {
   DecodeStatus status;  // kDecodeOk unless the input was malformed
@@ -69,13 +57,13 @@ struct CommandResult {
   bool rate_limited;    // refused because commands came too fast
 };
 
-class Board {
+class App {
  public:
   // Commands: bursts of kCommandBurst, then one per kCommandRefillMs.
   static const uint32_t kCommandBurst = 10;
   static const uint32_t kCommandRefillMs = 100;
 
-  explicit Board(uint32_t now_ms, uint32_t period_ms = 1000);
+  explicit App(uint32_t now_ms, uint32_t period_ms = 1000);
 
   bool led() const { return led_; }
   void set_led(bool on) { led_ = on; }
@@ -105,9 +93,9 @@ class Board {
   uint32_t next_;
   uint32_t rejected_;
   uint32_t rate_limited_;
-  RateLimiter limiter_;
+  gwproto::RateLimiter limiter_;
 };
 
-}  // namespace gwproto
+}  // namespace demo
 
-#endif  // GWPROTO_BOARD_H
+#endif  // DEMO_APP_H

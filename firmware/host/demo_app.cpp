@@ -1,12 +1,16 @@
-#include "board.h"
+#include "demo_app.h"
 
 #include <string.h>
 
+#include "attributes.h"
 #include "backoff.h"
 #include "frame.h"
 #include "json_writer.h"
 
-namespace gwproto {
+namespace demo {
+
+// The core's frame writers, decoders and clock helpers.
+using namespace gwproto;
 
 namespace {
 
@@ -70,20 +74,11 @@ const char* action_name(Action a) {
   return "none";
 }
 
-const char* reset_reason_name(int code) {
-  static const char* const kNames[] = {
-      "UNKNOWN", "POWERON",  "EXT",  "SW",   "PANIC", "INT_WDT",    "TASK_WDT",   "WDT",
-      "DEEPSLEEP", "BROWNOUT", "SDIO", "USB", "JTAG",  "EFUSE", "PWR_GLITCH", "CPU_LOCKUP",
-  };
-  if (code < 0 || code >= static_cast<int>(sizeof kNames / sizeof kNames[0])) return "UNKNOWN";
-  return kNames[code];
-}
-
 size_t hello_frame(char* out, size_t cap, const Identity& id, int reset_code, uint32_t uptime_ms) {
   const char* s_id = id.id ? id.id : "";
   const char* s_fw = id.fw ? id.fw : "";
   const char* s_fl = id.flavour ? id.flavour : "";
-  const char* reason = reset_reason_name(reset_code);
+  const char* reason = gwproto::reset_reason_name(reset_code);
   JsonWriter w(out, cap);
   w.begin_object();
   w.key(GWPROTO_LIT("label"));
@@ -107,19 +102,7 @@ size_t hello_frame(char* out, size_t cap, const Identity& id, int reset_code, ui
   return w.finish();
 }
 
-bool RateLimiter::allow(uint32_t now_ms) {
-  uint32_t elapsed = now_ms - last_;
-  if (elapsed >= refill_ms_) {
-    uint32_t add = elapsed / refill_ms_;
-    tokens_ = (add >= burst_ - tokens_) ? burst_ : tokens_ + add;
-    last_ += add * refill_ms_;
-  }
-  if (tokens_ == 0) return false;
-  tokens_--;
-  return true;
-}
-
-Board::Board(uint32_t now_ms, uint32_t period_ms)
+App::App(uint32_t now_ms, uint32_t period_ms)
     : led_(false),
       count_(0),
       period_(period_ms > 0 ? period_ms : 1),
@@ -128,7 +111,7 @@ Board::Board(uint32_t now_ms, uint32_t period_ms)
       rate_limited_(0),
       limiter_(kCommandBurst, kCommandRefillMs, now_ms) {}
 
-bool Board::tick(uint32_t now_ms) {
+bool App::tick(uint32_t now_ms) {
   if (!time_reached(now_ms, next_)) return false;
   count_++;
   next_ += period_;
@@ -136,7 +119,7 @@ bool Board::tick(uint32_t now_ms) {
   return true;
 }
 
-CommandResult Board::handle(const char* p, size_t n, uint32_t now_ms) {
+CommandResult App::handle(const char* p, size_t n, uint32_t now_ms) {
   CommandResult r;
   r.action = kActionNone;
   r.accepted = false;
@@ -178,13 +161,13 @@ CommandResult Board::handle(const char* p, size_t n, uint32_t now_ms) {
   return r;
 }
 
-size_t Board::count_frame(char* out, size_t cap) const {
+size_t App::count_frame(char* out, size_t cap) const {
   return frame_int(out, cap, GWPROTO_LIT("count"), count_);
 }
 
-size_t Board::led_frame(char* out, size_t cap) const {
+size_t App::led_frame(char* out, size_t cap) const {
   if (led_) return frame_string(out, cap, GWPROTO_LIT("ledStatus"), GWPROTO_LIT("LED ON"));
   return frame_string(out, cap, GWPROTO_LIT("ledStatus"), GWPROTO_LIT("LED OFF"));
 }
 
-}  // namespace gwproto
+}  // namespace demo

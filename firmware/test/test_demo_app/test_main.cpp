@@ -1,22 +1,25 @@
-// Board model: LED commands, 1 Hz counter, frames, hello, rate limit.
+// The demo app (host/demo_app.*, what the native board runs on top of the
+// core): LED commands, 1 Hz counter, frames, hello, its command rate limit.
 #include <string.h>
 #include <unity.h>
 
+#include "demo_app.h"
 #include "gwproto.h"
 
 using namespace gwproto;
+using namespace demo;
 
 void setUp(void) {}
 void tearDown(void) {}
 
 static char buf[256];
 
-static CommandResult send(Board* b, const char* s, uint32_t now) {
+static CommandResult send(App* b, const char* s, uint32_t now) {
   return b->handle(s, strlen(s), now);
 }
 
 static void test_initial_state_frames(void) {
-  Board b(0);
+  App b(0);
   TEST_ASSERT_FALSE(b.led());
   size_t n = b.led_frame(buf, sizeof buf);
   TEST_ASSERT_EQUAL_STRING("{\"label\":\"ledStatus\",\"value\":\"LED OFF\"}", buf);
@@ -26,7 +29,7 @@ static void test_initial_state_frames(void) {
 }
 
 static void test_toggle_forms(void) {
-  Board b(0);
+  App b(0);
   const char* forms[] = {
       "toggle",
       "TOGGLE\r\n",
@@ -49,7 +52,7 @@ static void test_toggle_forms(void) {
 }
 
 static void test_on_off_forms(void) {
-  Board b(0);
+  App b(0);
   uint32_t t = 0;
   const char* on[] = {"on", "{\"value\":\"LED ON\"}", "{\"value\":true}", "{\"value\":1}", "1",
                       "{\"label\":\"LED\",\"value\":\"On\"}"};
@@ -72,7 +75,7 @@ static void test_on_off_forms(void) {
 }
 
 static void test_refused_commands(void) {
-  Board b(0);
+  App b(0);
   const char* refused[] = {
       "reboot", "{\"label\":\"relay\",\"value\":\"toggle\"}", "{\"value\":\"toggl\"}",
       "{\"value\":2}", "{\"value\":null}", "{\"value\":{\"x\":1}}", "{garbage", "", "to ggle",
@@ -90,28 +93,28 @@ static void test_refused_commands(void) {
 }
 
 static void test_rate_limit(void) {
-  Board b(0);
+  App b(0);
   uint32_t t = 1000;
-  for (uint32_t i = 0; i < Board::kCommandBurst; i++) {
+  for (uint32_t i = 0; i < App::kCommandBurst; i++) {
     TEST_ASSERT_TRUE(send(&b, "toggle", t).accepted);
   }
   CommandResult r = send(&b, "toggle", t);
   TEST_ASSERT_FALSE(r.accepted);
   TEST_ASSERT_TRUE(r.rate_limited);
   TEST_ASSERT_EQUAL_UINT32(1, b.rate_limited());
-  TEST_ASSERT_FALSE(send(&b, "toggle", t + Board::kCommandRefillMs - 1).accepted);
-  TEST_ASSERT_TRUE(send(&b, "toggle", t + Board::kCommandRefillMs).accepted);
-  TEST_ASSERT_FALSE(send(&b, "toggle", t + Board::kCommandRefillMs).accepted);
+  TEST_ASSERT_FALSE(send(&b, "toggle", t + App::kCommandRefillMs - 1).accepted);
+  TEST_ASSERT_TRUE(send(&b, "toggle", t + App::kCommandRefillMs).accepted);
+  TEST_ASSERT_FALSE(send(&b, "toggle", t + App::kCommandRefillMs).accepted);
   // After a quiet second the full burst is back, and no more.
   t += 10000;
-  for (uint32_t i = 0; i < Board::kCommandBurst; i++) {
+  for (uint32_t i = 0; i < App::kCommandBurst; i++) {
     TEST_ASSERT_TRUE(send(&b, "toggle", t).accepted);
   }
   TEST_ASSERT_FALSE(send(&b, "toggle", t).accepted);
 }
 
 static void test_counter_ticks_once_per_period(void) {
-  Board b(0, 1000);
+  App b(0, 1000);
   TEST_ASSERT_FALSE(b.tick(0));
   TEST_ASSERT_FALSE(b.tick(999));
   TEST_ASSERT_TRUE(b.tick(1000));
@@ -126,7 +129,7 @@ static void test_counter_ticks_once_per_period(void) {
 }
 
 static void test_counter_after_stall_does_not_burst(void) {
-  Board b(0, 1000);
+  App b(0, 1000);
   TEST_ASSERT_TRUE(b.tick(10500));  // the loop stalled for ten periods
   TEST_ASSERT_FALSE(b.tick(10500));
   TEST_ASSERT_FALSE(b.tick(11499));
@@ -136,7 +139,7 @@ static void test_counter_after_stall_does_not_burst(void) {
 
 static void test_counter_across_millis_wrap(void) {
   uint32_t start = 0xFFFFFE00u;  // 512 ms before the wrap
-  Board b(start, 1000);
+  App b(start, 1000);
   TEST_ASSERT_FALSE(b.tick(0xFFFFFFFFu));
   TEST_ASSERT_TRUE(b.tick(start + 1000));  // due just after the wrap
   TEST_ASSERT_FALSE(b.tick(start + 1999));
@@ -162,18 +165,6 @@ static void test_hello_frame(void) {
   TEST_ASSERT_EQUAL_size_t(0, hello_frame(buf, 40, id, 1, 0));
 }
 
-static void test_reset_reason_names(void) {
-  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(0));
-  TEST_ASSERT_EQUAL_STRING("POWERON", reset_reason_name(1));
-  TEST_ASSERT_EQUAL_STRING("SW", reset_reason_name(3));
-  TEST_ASSERT_EQUAL_STRING("PANIC", reset_reason_name(4));
-  TEST_ASSERT_EQUAL_STRING("TASK_WDT", reset_reason_name(6));
-  TEST_ASSERT_EQUAL_STRING("BROWNOUT", reset_reason_name(9));
-  TEST_ASSERT_EQUAL_STRING("CPU_LOCKUP", reset_reason_name(15));
-  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(16));
-  TEST_ASSERT_EQUAL_STRING("UNKNOWN", reset_reason_name(-1));
-}
-
 static void test_action_names(void) {
   TEST_ASSERT_EQUAL_STRING("toggle", action_name(kActionToggle));
   TEST_ASSERT_EQUAL_STRING("on", action_name(kActionOn));
@@ -184,7 +175,7 @@ static void test_action_names(void) {
 // On an ILP32 target (the ESP32; -m32 here) the frame sizes and counters
 // must not depend on a 64-bit long.
 static void test_word_size_independent(void) {
-  Board b(0, 1);
+  App b(0, 1);
   for (uint32_t t = 1; t <= 100000; t++) b.tick(t);
   TEST_ASSERT_EQUAL_UINT32(100000, b.count());
   size_t n = b.count_frame(buf, sizeof buf);
@@ -203,7 +194,6 @@ int main(void) {
   RUN_TEST(test_counter_after_stall_does_not_burst);
   RUN_TEST(test_counter_across_millis_wrap);
   RUN_TEST(test_hello_frame);
-  RUN_TEST(test_reset_reason_names);
   RUN_TEST(test_action_names);
   RUN_TEST(test_word_size_independent);
   return UNITY_END();
