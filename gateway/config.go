@@ -92,6 +92,9 @@ type DeviceConfig struct {
 	// this device (devices.yaml, written by adoption): a later dial-in with
 	// the enroll token under that id is refused.
 	EnrolledAs string `yaml:"enrolled_as"`
+	// FromStateDir: the device lives in state_dir/devices.yaml (added from
+	// the dashboard or the API), not in config.yaml. Set by the loader.
+	FromStateDir bool `yaml:"-"`
 
 	Port           string       `yaml:"port"` // serial
 	Match          *SerialMatch `yaml:"match"`

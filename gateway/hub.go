@@ -256,7 +256,7 @@ func (h *Hub) devicesChangedLocked() {
 
 func sameInfo(a, b DeviceInfo) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.Gateway == b.Gateway && a.Transport == b.Transport &&
-		a.Remote == b.Remote && slices.Equal(a.Commands, b.Commands)
+		a.Remote == b.Remote && a.Source == b.Source && slices.Equal(a.Commands, b.Commands)
 }
 
 // RemoveDevice forgets a device (a remote device whose gateway withdrew it).

@@ -113,7 +113,17 @@ type DeviceInfo struct {
 	Transport string
 	Commands  []string // allow-list of command values
 	Remote    bool     // imported from another gateway over MQTT
+	// Source says where a local device is defined: SourceConfig
+	// (config.yaml) or SourceAPI (devices.yaml, added by adoption); empty
+	// for remote devices. Only an API device can be forgotten.
+	Source string
 }
+
+// Device sources (DeviceInfo.Source, "source" in the device object).
+const (
+	SourceConfig = "config"
+	SourceAPI    = "api"
+)
 
 // TimeFormat is how every timestamp leaves the gateway: UTC, milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z07:00"

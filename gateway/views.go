@@ -13,6 +13,7 @@ type DeviceState struct {
 	Gateway    string                `json:"gateway"`
 	Transport  string                `json:"transport"`
 	Remote     bool                  `json:"remote,omitempty"`
+	Source     string                `json:"source,omitempty"`
 	Online     bool                  `json:"online"`
 	Reason     string                `json:"reason,omitempty"`
 	LastSeen   *string               `json:"last_seen"`
@@ -74,7 +75,7 @@ func (h *Hub) DeviceState(id string) (DeviceState, error) {
 func (h *Hub) stateLocked(d *device) DeviceState {
 	st := DeviceState{
 		ID: d.info.ID, Name: d.info.Name, Gateway: d.info.Gateway, Transport: d.info.Transport,
-		Remote: d.info.Remote, Online: d.online(), Reason: d.reason, Reconnects: d.reconnects,
+		Remote: d.info.Remote, Source: d.info.Source, Online: d.online(), Reason: d.reason, Reconnects: d.reconnects,
 		Commands: append([]string{}, d.info.Commands...), Labels: make(map[string]LabelValue, len(d.labels)),
 		Events: d.events, Malformed: d.malformed, Info: d.infoLocked(), Addr: d.remoteAddr,
 		ReadingsPerMin: d.rate.perMinute(h.now()),

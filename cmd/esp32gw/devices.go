@@ -62,6 +62,9 @@ func loadConfig(configPath, stateDir string) (gateway.Config, error) {
 	if len(problems) > 0 {
 		return cfg, errors.New(strings.Join(problems, "\n"))
 	}
+	for i := range extra.Devices {
+		extra.Devices[i].FromStateDir = true
+	}
 	cfg.Devices = append(cfg.Devices, extra.Devices...)
 	return cfg, nil
 }

@@ -165,7 +165,11 @@ func build(cfg gateway.Config, configPath string, log *slog.Logger, sessionTTL t
 }
 
 func deviceInfo(d gateway.DeviceConfig) gateway.DeviceInfo {
-	return gateway.DeviceInfo{ID: d.ID, Name: d.Name, Transport: d.Transport, Commands: d.Commands}
+	source := gateway.SourceConfig
+	if d.FromStateDir {
+		source = gateway.SourceAPI
+	}
+	return gateway.DeviceInfo{ID: d.ID, Name: d.Name, Transport: d.Transport, Commands: d.Commands, Source: source}
 }
 
 // newTransport is a device's transport; a ws-listen device gets a listener
