@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/esp32gw/esp32gw/adapters/wslisten"
@@ -33,7 +37,7 @@ type fleet struct {
 	mu      sync.RWMutex
 	ids     map[string]bool   // every local device id
 	adopted map[string]string // enrolled_as id → the device adopted from it
-	urls    map[string]bool   // ws-dial URLs of devices
+	urls    map[string]bool   // ws-dial URLs of devices, as urlKey
 }
 
 // newFleet reads or makes the enroll token and builds the registry and the
@@ -85,7 +89,7 @@ func (f *fleet) index(devs []gateway.DeviceConfig) {
 			adopted[d.EnrolledAs] = d.ID
 		}
 		if d.URL != "" {
-			urls[d.URL] = true
+			urls[urlKey(d.URL)] = true
 		}
 	}
 	f.mu.Lock()
@@ -105,7 +109,32 @@ func (f *fleet) lookup(id string) (configured, adoptedAs string) {
 func (f *fleet) taken(id, url string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.ids[id] || f.urls[url]
+	return f.ids[id] || f.urls[urlKey(url)]
+}
+
+// urlKey is a ws-dial URL as taken compares it: mDNS reports a board as
+// "ws://192.168.1.50:80/ws" while its device may say "ws://192.168.1.50/ws"
+// (as the README writes it), so the scheme's default port is made explicit,
+// and scheme and host are lower case. An unparsable URL stays as it is.
+func urlKey(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return s
+	}
+	scheme, port := strings.ToLower(u.Scheme), u.Port()
+	if port == "" {
+		switch scheme {
+		case "ws":
+			port = "80"
+		case "wss":
+			port = "443"
+		}
+	}
+	k := scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port) + cmp.Or(u.EscapedPath(), "/")
+	if u.RawQuery != "" {
+		k += "?" + u.RawQuery
+	}
+	return k
 }
 
 // do runs op in run's goroutine and returns its error.

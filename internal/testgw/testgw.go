@@ -73,7 +73,12 @@ type Gateway struct {
 	URL    string // http://127.0.0.1:PORT
 	Token  string // the login token ("" with auth: none)
 
-	env []string // extra environment for the process (StartEnv)
+	// Client makes the requests of Get and Do; nil: http.DefaultClient.
+	// (A gateway in a network namespace needs one that dials there.)
+	Client *http.Client
+
+	env     []string // extra environment for the process (StartEnv)
+	wrapper []string // command the binary runs under (StartWrapped)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -94,8 +99,17 @@ func Start(t testing.TB, configYAML string) *Gateway {
 // gateway process, e.g. NOTIFY_SOCKET.
 func StartEnv(t testing.TB, configYAML string, env ...string) *Gateway {
 	t.Helper()
+	return StartWrapped(t, configYAML, nil, env...)
+}
+
+// StartWrapped is StartEnv with the binary run under a wrapper command,
+// wrapper[0] wrapper[1:]... BINARY -config ..., e.g. ip netns exec NS. The
+// wrapper must exec the binary (not fork it), so that signals and the kill
+// in Cleanup reach the gateway.
+func StartWrapped(t testing.TB, configYAML string, wrapper []string, env ...string) *Gateway {
+	t.Helper()
 	dir := t.TempDir()
-	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml"), env: env}
+	g := &Gateway{t: t, Dir: dir, Config: filepath.Join(dir, "config.yaml"), env: env, wrapper: wrapper}
 	if err := os.WriteFile(g.Config, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +134,8 @@ func (g *Gateway) start() {
 	t := g.t
 	t.Helper()
 	bin := Binary(t)
-	cmd := exec.Command(bin, "-config", g.Config, "-log-level", "debug")
+	args := append(append([]string(nil), g.wrapper...), bin, "-config", g.Config, "-log-level", "debug")
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = g.Dir
 	if g.env != nil {
 		cmd.Env = append(os.Environ(), g.env...)
@@ -296,7 +311,11 @@ func (g *Gateway) Do(method, path string, body []byte) (int, []byte) {
 		g.t.Fatal(err)
 	}
 	req.Header = g.Header()
-	resp, err := http.DefaultClient.Do(req)
+	client := g.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		g.t.Fatalf("%s %s: %v", method, path, err)
 	}
