@@ -196,7 +196,7 @@ func (f *fleet) adopt(ctx context.Context, pid string, req gateway.AdoptRequest)
 	if inHub || doc.has(id) || slices.ContainsFunc(g.cfg.Devices, func(d gateway.DeviceConfig) bool { return d.ID == id }) {
 		return gateway.DeviceState{}, fmt.Errorf("device %s: %w", id, gateway.ErrIDTaken)
 	}
-	d := gateway.DeviceConfig{ID: id, Name: req.Name, Commands: req.Commands, CommandFormat: gateway.FormatText}
+	d := gateway.DeviceConfig{ID: id, Name: req.Name, Commands: req.Commands, CommandFormat: gateway.FormatText, FromStateDir: true}
 	if link != nil {
 		d.Transport, d.Token, d.EnrolledAs = gateway.TransportWSListen, newDeviceToken(), pid
 	} else {

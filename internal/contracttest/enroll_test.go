@@ -160,8 +160,11 @@ func TestEnrollAdopt(t *testing.T) {
 	}
 	var dev msg
 	json.Unmarshal(body, &dev)
-	if str(dev, "id") != "garage" || str(dev, "name") != "Garage" || str(dev, "transport") != "ws-listen" || fmt.Sprint(dev["commands"]) != "[toggle]" {
+	if str(dev, "id") != "garage" || str(dev, "name") != "Garage" || str(dev, "transport") != "ws-listen" || fmt.Sprint(dev["commands"]) != "[toggle]" || str(dev, "source") != "api" {
 		t.Errorf("adopt answer: %s", body)
+	}
+	if _, b := g.Get("/api/devices/cfgdev"); !strings.Contains(string(b), `"source":"config"`) {
+		t.Errorf("a config.yaml device: %s, want \"source\":\"config\"", b)
 	}
 	// The board gets exactly the adopted frame, then close 1000.
 	var adopted struct{ Type, ID, Token string }
