@@ -97,13 +97,19 @@ func (b *Board) Run(ctx context.Context, sink gateway.Sink) error {
 			link.Publish(rs...)
 		}
 	}
+	attrs := newAttributes(b.cfg, seed, rng)
 	deliver(beh.hello())
+	deliver([][]byte{attrs.frame()})
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	at := time.NewTicker(AttributeInterval)
+	defer at.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-at.C:
+			deliver([][]byte{attrs.frame()})
 		case <-t.C:
 			deliver(beh.tick())
 		case f := <-inbox:

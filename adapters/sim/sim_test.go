@@ -279,3 +279,30 @@ func TestRunUnknownDevice(t *testing.T) {
 		t.Errorf("Run for an unregistered device: %v, want ErrUnknownDevice", err)
 	}
 }
+
+// A simulated board reports its attributes on connect and every
+// AttributeInterval, as the firmware library does: the Fleet page of a
+// fresh checkout has something to show.
+func TestSimAttributes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rg := startBoard(t, gateway.DeviceConfig{ID: "dev", Transport: gateway.TransportSim, Sim: gateway.SimConfig{Board: "climate", Interval: gateway.Duration(time.Hour)}})
+		time.Sleep(2*AttributeInterval + time.Millisecond)
+		synctest.Wait()
+		infos := kindsOf(rg.messages(), gateway.KindInfo)
+		if len(infos) != 3 {
+			t.Fatalf("%d info messages in two attribute intervals, want 3 (connect and two more)", len(infos))
+		}
+		info := infos[2].Info
+		for _, name := range []string{"fw", "project", "chip", "mac", "rssi", "heap", "uptime", "reset"} {
+			if info[name] == nil {
+				t.Errorf("no %s in %s", name, infos[2].Value)
+			}
+		}
+		if string(info["uptime"]) != "30" || string(info["project"]) != `"esp32gw-sim-climate"` {
+			t.Errorf("uptime %s project %s, want 30 and esp32gw-sim-climate", info["uptime"], info["project"])
+		}
+		if err := rg.stop(t); err != nil {
+			t.Error(err)
+		}
+	})
+}
