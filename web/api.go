@@ -84,16 +84,26 @@ type commandBody struct {
 	Value json.RawMessage `json:"value"`
 }
 
-func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
+// readBody reads a small JSON request body (at most maxBodyBytes); on
+// failure it has answered 413 or 400 and reports false.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBodyBytes))
-			return
+			return nil, false
 		}
 		writeError(w, http.StatusBadRequest, "read body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) handleCommand(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	body, ok := readBody(w, r)
+	if !ok {
 		return
 	}
 	var c commandBody
