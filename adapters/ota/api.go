@@ -257,25 +257,22 @@ func (m *Manager) DeviceUpdate(device string) (jobID, state string, progress int
 }
 
 // Download is one board's image being served; http.ServeContent reads it.
-// Reads report the download's progress to the job.
+// Each read tells the job which bytes were served (see downloadServed).
 type Download struct {
 	Name    string
 	Size    int64
 	ModTime time.Time
 	f       *os.File
 	pos     int64
-	pct     int
-	report  func(pct int)
+	report  func(off, n int64)
 }
 
 func (d *Download) Read(p []byte) (int, error) {
+	off := d.pos
 	n, err := d.f.Read(p)
 	d.pos += int64(n)
-	if d.Size > 0 && n > 0 {
-		if pct := int(d.pos * 100 / d.Size); pct > d.pct {
-			d.pct = pct
-			d.report(pct)
-		}
+	if n > 0 {
+		d.report(off, int64(n))
 	}
 	return n, err
 }
@@ -340,7 +337,7 @@ func (m *Manager) OpenDownload(jobID, device, file, remoteAddr, mac string) (*Do
 		return nil, err
 	}
 	d := &Download{Name: device + ".bin", Size: st.Size(), ModTime: st.ModTime(), f: f}
-	d.report = func(pct int) { m.downloadProgress(jobID, device, pct) }
+	d.report = func(off, n int64) { m.downloadServed(jobID, device, d.Size, off, n) }
 	return d, nil
 }
 
@@ -358,22 +355,34 @@ func normalizeMAC(s string) string {
 	return b.String()
 }
 
-// downloadProgress notes bytes served: the board is downloading, and its
-// progress is at least what was served.
-func (m *Manager) downloadProgress(jobID, device string, pct int) {
+// downloadServed notes that bytes [off, off+n) of a board's image were
+// read for it: the board is downloading. The gateway's progress figure is
+// the highest offset reached contiguously from 0, over every request of the
+// board (a resume continues it; a range further on, such as "bytes=-10",
+// adds nothing until the bytes before it were served). It is only a
+// stand-in: once the board reports progress in $ota (DESIGN: the board
+// "reports progress in $ota"), the board's figure is shown instead, since
+// bytes read here are not yet bytes the board has written.
+func (m *Manager) downloadServed(jobID, device string, size, off, n int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j, ok := m.jobs[jobID]
-	if !ok {
+	if !ok || size <= 0 {
 		return
 	}
 	for _, e := range j.Devices {
-		if e.ID == device && (e.State == StateSent || e.State == StateDownloading) {
-			e.State = StateDownloading
-			if pct > e.Progress {
-				e.Progress = min(pct, 100)
-				m.notifyLocked()
-			}
+		if e.ID != device || (e.State != StateSent && e.State != StateDownloading) {
+			continue
+		}
+		if off <= e.served {
+			e.served = max(e.served, min(off+n, size))
+		}
+		p := e.Progress
+		if !e.Reported {
+			p = max(p, int(e.served*100/size))
+		}
+		if m.progressLocked(j, e, StateDownloading, p) {
+			m.notifyLocked()
 		}
 	}
 }

@@ -53,6 +53,9 @@ type entry struct {
 	Progress int    `json:"progress"`
 	Error    string `json:"error,omitempty"`
 	Reason   string `json:"reason,omitempty"` // why it was skipped
+	// Reported: the board has reported its progress in $ota for this job;
+	// from then on its figure is the one shown (see progressLocked).
+	Reported bool `json:"reported,omitempty"`
 	// Set when the ota frame is sent: the download URL's secret, the link's
 	// remote IP and the board's $mac then (the URL is bound to them).
 	Sent  time.Time `json:"sent,omitzero"`
@@ -63,6 +66,7 @@ type entry struct {
 	// In memory only.
 	waitSince time.Time // its turn came while the board was offline or had no $fw
 	deadline  time.Time // back on the version by then, or failed
+	served    int64     // bytes of the image served contiguously from offset 0
 }
 
 func (e *entry) active() bool {
@@ -93,12 +97,13 @@ type JobView struct {
 }
 
 // DeviceView is one board of a job: state, progress 0–100, the error of a
-// failure and the reason of a skip.
+// failure ("" otherwise: DESIGN's shape always has the key) and the reason
+// of a skip.
 type DeviceView struct {
 	ID       string `json:"id"`
 	State    string `json:"state"`
 	Progress int    `json:"progress"`
-	Error    string `json:"error,omitempty"`
+	Error    string `json:"error"`
 	Reason   string `json:"reason,omitempty"`
 }
 

@@ -178,8 +178,13 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// save persists a job; the caller holds m.mu.
+// save persists a job; the caller holds m.mu. A job no longer kept (just
+// pruned: finishing it may make it the oldest of too many finished jobs)
+// is not written back.
 func (m *Manager) saveLocked(j *job) {
+	if m.jobs[j.ID] != j {
+		return
+	}
 	b, err := json.Marshal(j)
 	if err == nil {
 		err = atomicfile.Write(filepath.Join(m.dir, j.ID+".json"), b)
@@ -199,14 +204,22 @@ func (m *Manager) Run(ctx context.Context) {
 		tick = t.C
 	}
 	m.mu.Lock()
+	changed := false
 	for _, j := range m.jobs {
 		for _, e := range j.Devices {
 			if e.active() {
 				if info, ok := m.hub.Info(e.ID); ok {
 					m.lastOTA[e.ID] = string(info["ota"])
+					if failureFor(info["ota"], j.ID) {
+						m.applyOTALocked(j, e, info["ota"])
+						changed = true
+					}
 				}
 			}
 		}
+	}
+	if changed {
+		m.notifyLocked()
 	}
 	m.mu.Unlock()
 	for ctx.Err() == nil {
@@ -301,10 +314,13 @@ func (m *Manager) observe(msg *gateway.Message) bool {
 	defer m.mu.Unlock()
 	changed := false
 	if msg.Kind == gateway.KindStatus {
+		// A link drop means a reboot only once the image is complete (the
+		// board said so, or every byte was served). Before that it is a
+		// Wi-Fi blip or a board that reconnects before downloading: the
+		// state stays (sent or downloading) and later $ota reports apply.
 		m.activeEntries(msg.Device, func(j *job, e *entry) {
-			if e.State != StateRebooting {
-				e.State = StateRebooting
-				m.saveLocked(j)
+			complete := e.Progress >= 100 || j.Size > 0 && e.served >= j.Size
+			if e.State != StateRebooting && complete && m.progressLocked(j, e, StateRebooting, 100) {
 				changed = true
 			}
 		})
@@ -321,7 +337,9 @@ func (m *Manager) observe(msg *gateway.Message) bool {
 				changed = true
 				return
 			}
-			if newOTA && m.applyOTALocked(j, e, b.ota) {
+			// A failure that names this job counts even when it is the
+			// $ota last seen (see failureFor).
+			if (newOTA || failureFor(b.ota, j.ID)) && m.applyOTALocked(j, e, b.ota) {
 				changed = true
 			}
 		})
@@ -332,20 +350,28 @@ func (m *Manager) observe(msg *gateway.Message) bool {
 	return changed
 }
 
-// applyOTALocked takes a board's $ota report.
+// applyOTALocked takes a board's $ota report. downloading (or writing)
+// applies from any active state: a new report means the board is
+// downloading (again), whatever the link did meanwhile. rebooting (and
+// done, and verifying: the image is complete) means the board is about to
+// restart.
 func (m *Manager) applyOTALocked(j *job, e *entry, raw json.RawMessage) bool {
 	var r otaReport
 	if json.Unmarshal(raw, &r) != nil || (r.Job != "" && r.Job != j.ID) {
 		return false
 	}
 	switch strings.ToLower(r.State) {
-	case "downloading", "writing", "verifying":
+	case "downloading", "writing":
+		first := !e.Reported
+		e.Reported = true
 		p := int(min(max(r.Progress, 0), 100))
-		if e.State == StateSent || e.State == StateDownloading {
-			e.State = StateDownloading
-			e.Progress = max(e.Progress, p)
+		if m.progressLocked(j, e, StateDownloading, p) {
 			return true
 		}
+		if first {
+			m.saveLocked(j)
+		}
+		return false
 	case "failed", "error":
 		reason := gateway.Truncate(r.Error, 200)
 		if reason == "" {
@@ -353,14 +379,43 @@ func (m *Manager) applyOTALocked(j *job, e *entry, raw json.RawMessage) bool {
 		}
 		m.finishLocked(j, e, StateFailed, "board: "+reason)
 		return true
-	case "rebooting", "restarting", "applied", "success", "done":
-		if e.State != StateRebooting {
-			e.State, e.Progress = StateRebooting, 100
-			m.saveLocked(j)
-			return true
-		}
+	case "verifying", "rebooting", "restarting", "applied", "success", "done":
+		e.Reported = true
+		return m.progressLocked(j, e, StateRebooting, 100)
 	}
 	return false
+}
+
+// failureFor reports whether a $ota is a failure that names job id. The
+// gateway only sees an attribute when its value changes, and a board that
+// fails a second job exactly as it failed the one before sends nothing
+// new: only a job field tells the reports apart (docs/contract-notes.md).
+// Such a failure also counts when it is already the board's $ota when the
+// manager starts (it came just before a restart).
+func failureFor(raw json.RawMessage, id string) bool {
+	var r otaReport
+	if len(raw) == 0 || json.Unmarshal(raw, &r) != nil || r.Job != id {
+		return false
+	}
+	s := strings.ToLower(r.State)
+	return s == "failed" || s == "error"
+}
+
+// progressLocked sets a board's state and progress and reports whether
+// either changed. The job is saved on a change of state and each time the
+// progress crosses a multiple of 10 %, so a restart shows the progress
+// (within 10 %) without a write per percent.
+func (m *Manager) progressLocked(j *job, e *entry, state string, p int) bool {
+	p = min(max(p, 0), 100)
+	if e.State == state && e.Progress == p {
+		return false
+	}
+	save := e.State != state || e.Progress/10 != p/10
+	e.State, e.Progress = state, p
+	if save {
+		m.saveLocked(j)
+	}
+	return true
 }
 
 // finishLocked ends a board's update; a failure stops its job.
@@ -553,7 +608,7 @@ func (m *Manager) startLocked(j *job, e *entry, now time.Time) (sendItem, bool) 
 	e.MAC = b.mac
 	e.Sent = now
 	e.deadline = now.Add(m.timeout)
-	e.State, e.Error, e.Progress = StateSent, "", 0
+	e.State, e.Error, e.Progress, e.Reported, e.served = StateSent, "", 0, false, 0
 	m.lastOTA[e.ID] = string(b.ota)
 	m.saveLocked(j)
 	frame, _ := json.Marshal(struct {

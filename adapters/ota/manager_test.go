@@ -116,13 +116,17 @@ func TestJobStopsOnFirstFailure(t *testing.T) {
 func TestJobTimeoutAndOffline(t *testing.T) {
 	r := newRig(t, t.TempDir())
 	fw := r.upload(v2)
-	r.addBoard("silent", "1.0.0", "weather", "esp32s3", func(b *fakeBoard, f otaFrame) { b.link.Detach("rebooting") })
+	r.addBoard("silent", "1.0.0", "weather", "esp32s3", func(b *fakeBoard, f otaFrame) { b.link.Detach("gone") })
 	job, _ := r.m.StartJob(fw.SHA256, []string{"silent"}, 1)
-	r.waitJob(job, func(v JobView) bool { return v.Devices[0].State == StateRebooting })
+	r.waitJob(job, func(JobView) bool {
+		_, _, online := r.hub.LinkAddr("silent")
+		return r.frameCount("silent") == 1 && !online
+	})
 	r.clock.Add(ReturnTimeout - time.Second)
 	r.step()
-	if v, _ := r.m.Job(job); v.Devices[0].State != StateRebooting {
-		t.Fatalf("failed early: %+v", v)
+	// Its link dropped before it downloaded anything: still "sent".
+	if v, _ := r.m.Job(job); v.Devices[0].State != StateSent {
+		t.Fatalf("failed early, or rebooting without an image: %+v", v)
 	}
 	r.clock.Add(time.Second)
 	v := r.waitJob(job, finished)
