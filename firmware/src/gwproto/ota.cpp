@@ -130,6 +130,12 @@ size_t Ota::frame(char* out, size_t cap) const {
     w.key(GWPROTO_LIT("error"));
     w.string(error_, strlen(error_));
   }
+  if (req_.job[0] != '\0') {
+    // The job lets the gateway tell this report from an identical one
+    // of an earlier job (it sees a repeated attribute value only once).
+    w.key(GWPROTO_LIT("job"));
+    w.string(req_.job, strlen(req_.job));
+  }
   w.end_object();
   w.end_object();
   return w.finish();

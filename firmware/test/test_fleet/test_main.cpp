@@ -348,7 +348,7 @@ static void test_ota_happy_path_and_throttle(void) {
   TEST_ASSERT_TRUE(ota.start(r, 0, 1000));
   TEST_ASSERT_TRUE(ota.busy());
   ota.report(buf, sizeof buf, 1000);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"downloading\",\"progress\":0}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"downloading\",\"progress\":0,\"job\":\"j1\"}}", buf);
   // A second job while busy is not started and changes nothing.
   OtaRequest other = r;
   snprintf(other.job, sizeof other.job, "j2");
@@ -373,10 +373,10 @@ static void test_ota_happy_path_and_throttle(void) {
   TEST_ASSERT_EQUAL_INT(kOtaVerifying, ota.state());
   // A change of state is reported at once, throttle or not.
   TEST_ASSERT_TRUE(ota.report(buf, sizeof buf, now + 1) > 0);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"verifying\"}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"verifying\",\"job\":\"j1\"}}", buf);
   ota.rebooting(now + 2);
   TEST_ASSERT_TRUE(ota.report(buf, sizeof buf, now + 2) > 0);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"rebooting\"}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"rebooting\",\"job\":\"j1\"}}", buf);
   TEST_ASSERT_EQUAL_size_t(0, ota.report(buf, sizeof buf, now + 5000));
   TEST_ASSERT_EQUAL_size_t(kOtaHeadKeep, ota.head_len());
   TEST_ASSERT_EQUAL_MEMORY(image, ota.head(), kOtaHeadKeep);
@@ -391,7 +391,7 @@ static void test_ota_progress_unchanged_is_not_repeated(void) {
   TEST_ASSERT_EQUAL_size_t(0, ota.report(buf, sizeof buf, 5000));
   ota.write(image + 10, 2000, 5001);
   TEST_ASSERT_TRUE(ota.report(buf, sizeof buf, 5001) > 0);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"downloading\",\"progress\":50}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"downloading\",\"progress\":50,\"job\":\"j1\"}}", buf);
 }
 
 static void test_ota_failures(void) {
@@ -407,7 +407,7 @@ static void test_ota_failures(void) {
   TEST_ASSERT_FALSE(ota.finish(2));
   TEST_ASSERT_EQUAL_INT(kOtaFailed, ota.state());
   ota.report(buf, sizeof buf, 3);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"failed\",\"error\":\"sha256 mismatch\"}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"failed\",\"error\":\"sha256 mismatch\",\"job\":\"j1\"}}", buf);
   TEST_ASSERT_FALSE(ota.busy());
   // Short: size mismatch. A failed job does not block the next one.
   TEST_ASSERT_TRUE(ota.start(r, 0, 10));
@@ -427,7 +427,7 @@ static void test_ota_failures(void) {
   ota.start(r, 0, 40);
   ota.fail("download: HTTP 404", 41);
   ota.report(buf, sizeof buf, 41);
-  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"failed\",\"error\":\"download: HTTP 404\"}}", buf);
+  TEST_ASSERT_EQUAL_STRING("{\"$ota\":{\"state\":\"failed\",\"error\":\"download: HTTP 404\",\"job\":\"j1\"}}", buf);
   // rewind: the server sent the image again from the start.
   ota.start(r, 0, 50);
   ota.write(image, 500, 51);
