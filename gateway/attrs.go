@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -131,4 +133,73 @@ func (h *Hub) Info(id string) (map[string]json.RawMessage, bool) {
 		return nil, false
 	}
 	return d.infoLocked(), true
+}
+
+// SetRemoteInfo replaces the attributes of a remote device (one imported
+// from another gateway, whose retained info it is; names without '$') with
+// info; a nil or empty info clears them. info is taken whole or not at all:
+// more names than limits.labels_per_device, a bad name or value, a value
+// over limits.value_bytes, or growth beyond the hub's total of last values
+// is an error and leaves the device's attributes as they were. When they
+// change, subscribers get an info message, and the attributes that changed
+// are recorded in history as "$name" (as the remote device's readings are).
+func (h *Hub) SetRemoteInfo(id string, info map[string]json.RawMessage) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d, ok := h.devices[id]
+	if !ok {
+		return fmt.Errorf("device %s: %w", id, ErrUnknownDevice)
+	}
+	if !d.info.Remote {
+		return fmt.Errorf("device %s is not a remote device: %w", id, ErrNotAllowed)
+	}
+	if len(info) > h.maxLabels {
+		return fmt.Errorf("device %s: %d attributes, the limit is %d", id, len(info), h.maxLabels)
+	}
+	size, old := 0, 0
+	for name, v := range info {
+		if err := checkReading(Reading{Label: name, Value: v}); err != nil {
+			return fmt.Errorf("device %s: attribute %q: %w", id, Truncate(name, 40), err)
+		}
+		if len(v) > h.valueBytes {
+			return fmt.Errorf("device %s: attribute %q: value of %d bytes, the limit is %d", id, Truncate(name, 40), len(v), h.valueBytes)
+		}
+		size += len(v)
+	}
+	for _, as := range d.attrs {
+		old += len(as.value)
+	}
+	if grow := size - old; grow > 0 && h.lastBytes+grow > h.maxLast {
+		return fmt.Errorf("device %s: the gateway holds its limit of last values", id)
+	}
+	changed := len(info) != len(d.attrs)
+	for name, v := range info {
+		if as, ok := d.attrs[name]; !ok || as.restored || string(as.value) != string(v) {
+			changed = true
+			break
+		}
+	}
+	if !changed {
+		return nil
+	}
+	now := h.now()
+	attrs := make(map[string]attrState, len(info))
+	var recs []Record
+	for name, v := range info {
+		as, ok := d.attrs[name]
+		if !ok || string(as.value) != string(v) {
+			as = attrState{value: append(json.RawMessage(nil), v...), ts: now}
+			recs = append(recs, Record{Device: id, Label: AttrPrefix + name, TS: now, Value: as.value})
+		}
+		as.restored = false
+		attrs[name] = as
+	}
+	h.lastBytes += size - old
+	d.attrs = attrs
+	h.broadcastLocked(newInfoMessage(id, d.infoLocked(), now))
+	if h.history != nil && len(recs) > 0 {
+		slices.SortFunc(recs, func(a, b Record) int { return strings.Compare(a.Label, b.Label) })
+		h.history.Append(recs...)
+	}
+	return nil
 }

@@ -128,3 +128,96 @@ func TestSendFrameAndAddr(t *testing.T) {
 		t.Error("LinkAddr online after detach")
 	}
 }
+
+// A remote device's attributes are its gateway's info, replaced whole:
+// within the limits or not at all; an empty info clears them; only remote
+// devices take them.
+func TestSetRemoteInfo(t *testing.T) {
+	rec := &historyRecorder{}
+	h := newTestHub(t, Options{History: rec, LabelsPerDevice: 3, ValueBytes: 16, LastValuesBytes: 40},
+		DeviceInfo{ID: "far", Remote: true, Gateway: "pi-a"}, DeviceInfo{ID: "near"})
+	s, _ := mustSubscribe(t, h, -1, 0)
+	drain(s)
+	raw := func(kv ...string) map[string]json.RawMessage {
+		m := map[string]json.RawMessage{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = json.RawMessage(kv[i+1])
+		}
+		return m
+	}
+
+	if err := h.SetRemoteInfo("far", raw("fw", `"1.2.0"`, "rssi", `-61`)); err != nil {
+		t.Fatal(err)
+	}
+	infos := kinds(drain(s), KindInfo)
+	if len(infos) != 1 || !strings.Contains(string(infos[0].Data), `"info":{"fw":"1.2.0","rssi":-61}`) {
+		t.Fatalf("info messages %v", infos)
+	}
+	// Unchanged: no message.
+	if err := h.SetRemoteInfo("far", raw("fw", `"1.2.0"`, "rssi", `-61`)); err != nil {
+		t.Fatal(err)
+	}
+	if ms := drain(s); len(ms) != 0 {
+		t.Errorf("an unchanged info sent %v", ms)
+	}
+
+	// Beyond the limits: refused whole, nothing changes.
+	for name, info := range map[string]map[string]json.RawMessage{
+		"too many":     raw("a", `1`, "b", `2`, "c", `3`, "d", `4`),
+		"too long":     raw("fw", `"0123456789abcdef"`),
+		"bad name":     raw("a/b", `1`),
+		"empty name":   raw("", `1`),
+		"not JSON":     raw("fw", `nope`),
+		"no room left": raw("a", `"0123456789ab"`, "b", `"0123456789ab"`, "c", `"0123456789ab"`),
+	} {
+		if err := h.SetRemoteInfo("far", info); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if ms := drain(s); len(ms) != 0 {
+		t.Errorf("refused infos sent %v", ms)
+	}
+	if info, _ := h.Info("far"); len(info) != 2 || string(info["fw"]) != `"1.2.0"` {
+		t.Errorf("info after refusals: %s", info)
+	}
+
+	// A change replaces the whole set: names gone from it are gone.
+	if err := h.SetRemoteInfo("far", raw("fw", `"1.3.0"`)); err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := h.Info("far"); len(info) != 1 || string(info["fw"]) != `"1.3.0"` {
+		t.Errorf("info after a change: %s", info)
+	}
+	if infos := kinds(drain(s), KindInfo); len(infos) != 1 {
+		t.Errorf("%d info messages after a change, want 1", len(infos))
+	}
+	// Clearing: an empty info message.
+	if err := h.SetRemoteInfo("far", nil); err != nil {
+		t.Fatal(err)
+	}
+	infos = kinds(drain(s), KindInfo)
+	if len(infos) != 1 || !strings.Contains(string(infos[0].Data), `"info":{}`) {
+		t.Errorf("info messages after clearing: %v", infos)
+	}
+	// The room freed is room again (the total of last values is kept).
+	if err := h.SetRemoteInfo("far", raw("a", `"0123456789ab"`, "b", `"0123456789ab"`)); err != nil {
+		t.Errorf("info within the limits after clearing: %v", err)
+	}
+
+	if err := h.SetRemoteInfo("near", raw("fw", `"1"`)); !errors.Is(err, ErrNotAllowed) {
+		t.Errorf("a local device: %v, want ErrNotAllowed", err)
+	}
+	if err := h.SetRemoteInfo("nobody", nil); !errors.Is(err, ErrUnknownDevice) {
+		t.Errorf("an unknown device: %v, want ErrUnknownDevice", err)
+	}
+	// History holds each change once, under "$name", as for a local board.
+	recs, _ := rec.get()
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Label+"="+string(r.Value))
+	}
+	want := `$fw="1.2.0",$rssi=-61,$fw="1.3.0",$a="0123456789ab",$b="0123456789ab"`
+	if strings.Join(got, ",") != want {
+		t.Errorf("history records %s, want %s", strings.Join(got, ","), want)
+	}
+}

@@ -145,7 +145,7 @@ func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", name, help, name, typ, name, v)
 	}
 	metric("esp32gw_browsers_connected", "gauge", "Browser WebSocket connections open now.", uint64(s.browsers.Load()))
-	metric("esp32gw_hub_subscribers", "gauge", "Live hub subscriptions (one per open /ws or compatibility socket).", uint64(s.hub.Subscribers()))
+	metric("esp32gw_hub_subscribers", "gauge", "Live hub subscriptions: one per open /ws or compatibility socket, plus the gateway's own (the firmware update manager, the MQTT bridge when enabled).", uint64(s.hub.Subscribers()))
 	metric("esp32gw_events_in_total", "counter", "Readings accepted from boards.", c.EventsIn.Load())
 	metric("esp32gw_messages_out_total", "counter", "Frames written to browsers.", c.MessagesOut.Load())
 	metric("esp32gw_slow_browsers_total", "counter", "Browsers disconnected because their queue overflowed.", c.SlowConsumers.Load())

@@ -84,7 +84,7 @@ func newCluster(hub *gateway.Hub, log *slog.Logger, t topics, out *outbox, g *ga
 	}
 }
 
-// inMsg is one state message from the broker (a meta, status or value of
+// inMsg is one state message from the broker (a meta, status, value or info of
 // another gateway's device, another gateway's offline or alive), or
 // (linksDown) the connection loop's note that remote devices are
 // unreachable now.
@@ -117,7 +117,7 @@ func newStateQueue(topics int) *stateQueue {
 
 // take handles, without blocking, a message that is the cluster's: a
 // result wakes its waiter; PREFIX/bridge/… topics go to takeBridge; metas,
-// statuses and values of other gateways' devices go to the state queue
+// statuses, values and infos of other gateways' devices go to the state queue
 // (our own devices' echo, invalid ids and labels are dropped first). It
 // reports false for messages that are not the cluster's (commands).
 func (c *cluster) take(topic string, payload []byte, retained bool) bool {
@@ -129,7 +129,7 @@ func (c *cluster) take(topic string, payload []byte, retained bool) bool {
 	switch kind {
 	case tkResult:
 		c.waiters.deliver(topic, payload)
-	case tkMeta, tkStatus, tkValue:
+	case tkMeta, tkStatus, tkValue, tkInfo:
 		if info, ok := c.hub.Device(dev); ok && !info.Remote {
 			return true // ours: the echo of what we published
 		}
@@ -294,7 +294,7 @@ func (c *cluster) handle(in inMsg) {
 	}
 	kind, dev, label := c.topics.parse(in.topic)
 	switch kind {
-	case tkMeta, tkStatus, tkValue:
+	case tkMeta, tkStatus, tkValue, tkInfo:
 		c.importRemote(kind, dev, label, in.payload)
 		if r := c.remotes[dev]; r != nil && in.live && r.gateway != "" {
 			c.probe.heard(r.gateway) // it just published: alive

@@ -20,12 +20,19 @@ type remoteDev struct {
 	link         gateway.Link
 	values       map[string]json.RawMessage // latest values not yet in the hub
 	order        []string
+	// The latest info (board attributes) while the meta has not come;
+	// its payload's size is in pendingBytes.
+	info      map[string]json.RawMessage
+	infoBytes int
+	hasInfo   bool
 }
 
-// importRemote applies one meta, status or value message of another
+// importRemote applies one meta, status, value or info message of another
 // gateway's device to the hub. Retained messages arrive in any order, so
-// status and values wait for the meta, and values wait for the device to be
-// online (the hub takes readings only from a live link).
+// status, values and info wait for the meta, and values wait for the device
+// to be online (the hub takes readings only from a live link). The info (the
+// board's attributes) is the device's whatever its status, like a local
+// board's.
 func (c *cluster) importRemote(kind topicKind, dev, label string, payload []byte) {
 	if info, ok := c.hub.Device(dev); ok && !info.Remote {
 		return // ours: we published it
@@ -87,12 +94,38 @@ func (c *cluster) importRemote(kind topicKind, dev, label string, payload []byte
 			c.log.Info("mqtt: imported device", "device", dev, "gateway", meta.Gateway)
 		}
 		r.added, r.gateway = true, meta.Gateway
+		if r.hasInfo {
+			c.setInfo(dev, r.info)
+			c.pendingBytes -= r.infoBytes
+			r.pendingBytes -= r.infoBytes
+			r.info, r.infoBytes, r.hasInfo = nil, 0, false
+		}
 	case tkStatus:
 		r.online = strings.TrimSpace(string(payload)) == payloadOnline
 		if !r.online && r.link != nil {
 			r.link.Detach("offline on gateway " + r.gateway)
 			r.link = nil
 		}
+	case tkInfo:
+		info, ok := parseInfo(payload)
+		if !ok {
+			c.m.inboundRejected.Add(1)
+			c.log.Debug("mqtt: ignored info that is not a JSON object", "device", dev, "bytes", len(payload))
+			return
+		}
+		if r.added {
+			c.setInfo(dev, info)
+			break
+		}
+		grow := len(payload) - r.infoBytes
+		if c.pendingBytes+grow > maxPendingBytes {
+			c.m.inboundDropped.Add(1)
+			return
+		}
+		r.info, r.hasInfo = info, true
+		r.infoBytes += grow
+		r.pendingBytes += grow
+		c.pendingBytes += grow
 	case tkValue:
 		if reservedLabel(label) {
 			return
@@ -135,6 +168,30 @@ func (c *cluster) importRemote(kind topicKind, dev, label string, payload []byte
 		c.pendingBytes -= r.pendingBytes
 		r.pendingBytes = 0
 	}
+}
+
+// setInfo gives an imported device its gateway's info (nil: none). An
+// info over this gateway's limits (too many attributes, a value too long,
+// no room left in the hub's last values) is rejected whole and counted;
+// the device keeps what it had.
+func (c *cluster) setInfo(dev string, info map[string]json.RawMessage) {
+	if err := c.hub.SetRemoteInfo(dev, info); err != nil {
+		c.m.inboundRejected.Add(1)
+		c.log.Debug("mqtt: ignored info", "device", dev, "err", err)
+	}
+}
+
+// parseInfo reads an info payload: a JSON object of attributes, or empty
+// (the retained info cleared: no attributes, nil). Anything else is not ok.
+func parseInfo(payload []byte) (map[string]json.RawMessage, bool) {
+	if len(payload) == 0 {
+		return nil, true
+	}
+	var info map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &info); err != nil || info == nil {
+		return nil, false // not JSON, or not an object (null included)
+	}
+	return info, true
 }
 
 // evictPending forgets remote entries that have waited longer than

@@ -46,7 +46,7 @@ func (b *Bridge) WriteMetrics(w io.Writer) {
 	metric("esp32gw_mqtt_backlog_bytes", "gauge", "Bytes (topics and payloads) waiting for the broker.", bytes)
 	metric("esp32gw_mqtt_backlog_dropped_total", "counter", "Messages dropped, oldest first, because the backlog was full while the broker was away.", b.out.dropped.Load())
 	metric("esp32gw_mqtt_inbound_dropped_total", "counter", "Messages from the broker dropped because a queue was full (commands among them answered \"gateway busy\").", b.m.inboundDropped.Load())
-	metric("esp32gw_mqtt_inbound_rejected_total", "counter", "Messages from the broker rejected: over 64 KiB, or naming an invalid device id, label or gateway.", b.m.inboundRejected.Load())
+	metric("esp32gw_mqtt_inbound_rejected_total", "counter", "Messages from the broker rejected: over 64 KiB, naming an invalid device id, label or gateway, or (cluster mode) a bad meta or info.", b.m.inboundRejected.Load())
 	metric("esp32gw_mqtt_retained_commands_ignored_total", "counter", "Retained messages on set topics, ignored.", b.m.retainedIgnored.Load())
 	metric("esp32gw_mqtt_duplicate_commands_total", "counter", "Commands dropped as duplicates: the same payload on the same set topic within 1 s (a QoS 1 retransmission), or a second install request for a board within 2 s.", b.m.duplicateCommands.Load())
 	fmt.Fprintf(w, "# HELP esp32gw_mqtt_commands_total MQTT commands answered on their result topic.\n# TYPE esp32gw_mqtt_commands_total counter\n")

@@ -196,6 +196,13 @@ func (p *pump) message(m *gateway.Message, first bool) {
 	case gateway.KindInfo:
 		d := p.dev(m.Device)
 		if d == nil || d.remote {
+			return // a remote device's info is its own gateway's to publish
+		}
+		if info, ok := p.hub.Device(m.Device); !ok || info.Remote {
+			// Our record is stale: a local device was removed and another
+			// gateway's device of that id imported since (the snapshot
+			// that tells us comes later). Never publish imported info as
+			// our own. Info messages are rare: asking the hub is cheap.
 			return
 		}
 		p.info(d, m.Device, m.Info, false)

@@ -278,8 +278,15 @@ func TestShutdownClosesBoardsWith1001(t *testing.T) {
 	b := dial(t, r.url("/device/shed"), arduinoHeader("shed-token"))
 	_, aEnd := reader(a)
 	_, bEnd := reader(b)
-	boardtest.Next(t, r.sub, 2*time.Second, "garage online", boardtest.Status(dev, true))
-	boardtest.Next(t, r.sub, 2*time.Second, "shed online", boardtest.Status("shed", true))
+	// Both online, in whichever order their upgrades finished: the two
+	// dials race on the server, so shed may well come online first.
+	online := map[string]bool{}
+	for len(online) < 2 {
+		m := boardtest.Next(t, r.sub, 2*time.Second, "both boards online", func(m *gateway.Message) bool {
+			return m.Kind == gateway.KindStatus && m.Online && (m.Device == dev || m.Device == "shed")
+		})
+		online[m.Device] = true
+	}
 	r.stop() // waits for Run, which waits for every link
 	for _, end := range []chan error{aEnd, bEnd} {
 		select {
