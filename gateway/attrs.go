@@ -76,23 +76,50 @@ func (d *device) infoLocked() map[string]json.RawMessage {
 }
 
 // restoreAttrLocked sets an attribute recovered from the history store at
-// start (name without '$').
-func (h *Hub) restoreAttrLocked(d *device, name string, r Record) {
+// start (name without '$'), or seeded by SetInfo; it reports whether it was
+// kept (within the bounds).
+func (h *Hub) restoreAttrLocked(d *device, name string, r Record) bool {
 	if checkReading(Reading{Label: name, Value: r.Value}) != nil || len(r.Value) > h.valueBytes {
-		return
+		return false
 	}
 	as, ok := d.attrs[name]
 	if !ok && len(d.attrs) >= h.maxLabels {
-		return
+		return false
 	}
 	if grow := len(r.Value) - len(as.value); grow > 0 && h.lastBytes+grow > h.maxLast {
-		return
+		return false
 	}
 	h.lastBytes += len(r.Value) - len(as.value)
 	if d.attrs == nil {
 		d.attrs = map[string]attrState{}
 	}
 	d.attrs[name] = attrState{value: append(json.RawMessage(nil), r.Value...), ts: r.TS, restored: true}
+	return true
+}
+
+// SetInfo seeds a local device's attributes (names without '$') with what
+// the gateway knew of its board before it was a device: the attributes it
+// showed while it waited for adoption. Bounded like attributes (names per
+// device, bytes per value, the total of last values); not recorded in
+// history, and the board's own next report replaces them (and is then
+// announced even when equal). Subscribers get an info message. It reports
+// whether the device exists and anything was kept.
+func (h *Hub) SetInfo(id string, info map[string]json.RawMessage) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d, ok := h.devices[id]
+	if !ok || d.info.Remote || h.closed || len(info) == 0 {
+		return false
+	}
+	now := h.now()
+	kept := false
+	for _, name := range slices.Sorted(maps.Keys(info)) {
+		kept = h.restoreAttrLocked(d, name, Record{TS: now, Value: info[name]}) || kept
+	}
+	if kept {
+		h.broadcastLocked(newInfoMessage(id, d.infoLocked(), now))
+	}
+	return kept
 }
 
 // newInfoMessage is a device's attributes after a change:

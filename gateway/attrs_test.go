@@ -221,3 +221,36 @@ func TestSetRemoteInfo(t *testing.T) {
 		t.Errorf("history records %s, want %s", strings.Join(got, ","), want)
 	}
 }
+
+// SetInfo seeds a device's attributes (an adopted board's, from its
+// pending entry), bounded like attributes, with an info message and no
+// history; the board's first own report is announced even when equal.
+func TestSetInfo(t *testing.T) {
+	rec := &historyRecorder{}
+	h := newTestHub(t, Options{History: rec, LabelsPerDevice: 2, ValueBytes: 16}, DeviceInfo{ID: "d"})
+	s, _ := mustSubscribe(t, h, -1, 0)
+	drain(s)
+	if h.SetInfo("nosuch", map[string]json.RawMessage{"fw": json.RawMessage(`"1"`)}) {
+		t.Error("SetInfo on an unknown device reported success")
+	}
+	ok := h.SetInfo("d", map[string]json.RawMessage{
+		"chip": json.RawMessage(`"esp32"`), "fw": json.RawMessage(`"1.2.0"`),
+		"big": json.RawMessage(`"` + strings.Repeat("x", 40) + `"`), // over ValueBytes
+		"mac": json.RawMessage(`"aa"`),                              // the 3rd name (sorted): over LabelsPerDevice
+	})
+	info, _ := h.Info("d")
+	if !ok || len(info) != 2 || string(info["fw"]) != `"1.2.0"` || string(info["chip"]) != `"esp32"` {
+		t.Errorf("SetInfo %v: info %s", ok, info)
+	}
+	if infos := kinds(drain(s), KindInfo); len(infos) != 1 || !strings.Contains(string(infos[0].Data), `"fw":"1.2.0"`) {
+		t.Errorf("info messages after SetInfo: %v", infos)
+	}
+	if recs, _ := rec.get(); len(recs) != 0 {
+		t.Errorf("SetInfo wrote history: %v", recs)
+	}
+	l := mustAttach(t, h, "d", nil)
+	l.Publish(attr("fw", `"1.2.0"`))
+	if len(kinds(drain(s), KindInfo)) != 1 {
+		t.Error("the board's first own report after SetInfo sent no info message")
+	}
+}

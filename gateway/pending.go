@@ -20,8 +20,10 @@ import (
 // Pending limits.
 const (
 	// MaxPending bounds the boards waiting for adoption; one more evicts the
-	// one waiting longest (an enrolled board's connection is closed with a
-	// reason).
+	// one waiting longest. Discovered boards go first: a new board evicts
+	// the oldest discovered one while there is one, and only an enrolled
+	// board evicts an enrolled one (its connection is closed with a
+	// reason). A discovered board finding only enrolled ones is not listed.
 	MaxPending = 32
 	// MaxPendingAttrs bounds the attributes kept per pending board (fewer
 	// when limits.labels_per_device is lower); each is further bounded by
@@ -109,7 +111,8 @@ type PendingOptions struct {
 	AttrBytes int           // an attribute's JSON value at most this long; 4096
 	TTL       time.Duration // DiscoveredTTL
 	// Taken reports that a discovered board is a device already (by id or
-	// URL); it is then not listed. Called without the registry's lock.
+	// URL); it is then not listed. Prune asks it again about every pending
+	// board (url "" for an enrolled one). Called without the registry's lock.
 	Taken func(id, url string) bool
 	// Changed is told the number of pending boards after a change, at most
 	// once per PendingNotifyEvery (the last change always reaches it), from
@@ -118,8 +121,9 @@ type PendingOptions struct {
 }
 
 // Pending is the registry of boards waiting for adoption. It is safe for
-// concurrent use and never blocks long. Its only goroutine is a timer's for
-// Changed; Close stops it.
+// concurrent use and never blocks long. Its only goroutines are two
+// timers': one for Changed, one that expires discovered boards (armed while
+// any is listed); Close stops both.
 type Pending struct {
 	o PendingOptions
 
@@ -127,6 +131,7 @@ type Pending struct {
 	entries map[string]*PendingEntry
 	order   uint64 // insertion counter: the oldest entry is evicted first
 	notify  *time.Timer
+	expiry  *time.Timer // fires when the next discovered board expires
 	lastOut time.Time
 	closed  bool
 	now     func() time.Time // tests move time
@@ -171,13 +176,7 @@ func (p *Pending) Enroll(id, addr string, link PendingLink) *PendingEntry {
 		closeOld = append(closeOld, old)
 		delete(p.entries, id)
 	}
-	for len(p.entries) >= p.o.Max {
-		victim := p.oldestLocked()
-		delete(p.entries, victim.board.ID)
-		if victim.link != nil {
-			victim.link.Close(1013, "evicted: more boards wait for adoption than the gateway holds; dial again later")
-		}
-	}
+	p.makeRoomLocked(true)
 	for _, old := range closeOld {
 		if old.link != nil {
 			old.link.Close(1000, "replaced by a new connection from the same board")
@@ -195,14 +194,38 @@ func (p *Pending) Enroll(id, addr string, link PendingLink) *PendingEntry {
 	return e
 }
 
-func (p *Pending) oldestLocked() *PendingEntry {
+// oldestLocked is the entry waiting longest among the discovered boards
+// (enrolled false) or the enrolled ones (enrolled true); nil when none.
+func (p *Pending) oldestLocked(enrolled bool) *PendingEntry {
 	var oldest *PendingEntry
 	for _, e := range p.entries {
-		if oldest == nil || e.order < oldest.order {
+		if (e.link != nil) == enrolled && (oldest == nil || e.order < oldest.order) {
 			oldest = e
 		}
 	}
 	return oldest
+}
+
+// makeRoomLocked evicts until one more board fits: the oldest discovered
+// board first; an enrolled one only for a new enrolled board (enrolled),
+// its connection closed with 1013. It reports whether there is room: a
+// discovered board never evicts an enrolled one.
+func (p *Pending) makeRoomLocked(enrolled bool) bool {
+	for len(p.entries) >= p.o.Max {
+		victim := p.oldestLocked(false)
+		if victim == nil && enrolled {
+			victim = p.oldestLocked(true)
+		}
+		if victim == nil {
+			return false
+		}
+		delete(p.entries, victim.board.ID)
+		p.changedLocked()
+		if victim.link != nil {
+			victim.link.Close(1013, "evicted: more boards wait for adoption than the gateway holds; dial again later")
+		}
+	}
+	return true
 }
 
 // Attrs keeps the attribute readings among rs (Reading.Attr) as e's info;
@@ -242,15 +265,30 @@ func (p *Pending) Leave(e *PendingEntry) {
 	if p.entries[e.board.ID] == e {
 		delete(p.entries, e.board.ID)
 		p.changedLocked()
+		if e.link == nil {
+			p.armExpiryLocked()
+		}
 	}
 }
 
 // AddDiscovered lists (or refreshes) a board found over mDNS at url
 // ("ws://192.168.1.50/ws") and addr, with its TXT attributes as info. It is
-// ignored when a device already has that id or URL (Taken), when id is not
-// a valid device id, or while an enrolled board is pending under id.
+// ignored when id is not a valid device id, while an enrolled board is
+// pending under id, or when only enrolled boards fill the registry. When a
+// device already has that id or URL (Taken) it is not listed, and a
+// discovered board listed under id before is removed.
 func (p *Pending) AddDiscovered(id, url, addr string, info map[string]string) {
-	if !ValidID(id) || url == "" || (p.o.Taken != nil && p.o.Taken(id, url)) {
+	if !ValidID(id) || url == "" {
+		return
+	}
+	if p.o.Taken != nil && p.o.Taken(id, url) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if e, ok := p.entries[id]; ok && e.link == nil {
+			delete(p.entries, id)
+			p.changedLocked()
+			p.armExpiryLocked()
+		}
 		return
 	}
 	attrs := map[string]json.RawMessage{}
@@ -277,14 +315,11 @@ func (p *Pending) AddDiscovered(id, url, addr string, info map[string]string) {
 			e.board.URL, e.board.Addr, e.board.Info = url, addr, attrs
 			p.changedLocked()
 		}
+		p.armExpiryLocked()
 		return
 	}
-	for len(p.entries) >= p.o.Max {
-		victim := p.oldestLocked()
-		delete(p.entries, victim.board.ID)
-		if victim.link != nil {
-			victim.link.Close(1013, "evicted: more boards wait for adoption than the gateway holds; dial again later")
-		}
+	if !p.makeRoomLocked(false) {
+		return // every place is an enrolled board's, waiting on its connection
 	}
 	p.order++
 	p.entries[id] = &PendingEntry{
@@ -293,6 +328,7 @@ func (p *Pending) AddDiscovered(id, url, addr string, info map[string]string) {
 		order:    p.order,
 	}
 	p.changedLocked()
+	p.armExpiryLocked()
 }
 
 func sameAttrs(a, b map[string]json.RawMessage) bool {
@@ -315,6 +351,86 @@ func (p *Pending) expireLocked(now time.Time) {
 			p.changedLocked()
 		}
 	}
+}
+
+// armExpiryLocked sets the expiry timer for the discovered board that
+// expires next, so its leaving is noticed (and Changed told) without
+// anyone listing; no timer while no discovered board is listed.
+func (p *Pending) armExpiryLocked() {
+	if p.expiry != nil {
+		p.expiry.Stop()
+		p.expiry = nil
+	}
+	if p.closed {
+		return
+	}
+	var next time.Time
+	for _, e := range p.entries {
+		if e.link == nil && (next.IsZero() || e.lastSeen.Before(next)) {
+			next = e.lastSeen
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	// expireLocked drops a board strictly after TTL.
+	wait := max(next.Add(p.o.TTL).Sub(p.now()), 0) + time.Millisecond
+	var t *time.Timer
+	t = time.AfterFunc(wait, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed || p.expiry != t {
+			return // stopped or re-armed meanwhile
+		}
+		p.expiry = nil
+		p.expireLocked(p.now())
+		p.armExpiryLocked()
+	})
+	p.expiry = t
+}
+
+// Prune drops the boards that have become devices (Taken by id, or by URL
+// for a discovered board), as after a reload or an adoption: a discovered
+// board is no longer listed, an enrolled board's connection is closed with
+// a reason (the enroll token does not open a configured device's link).
+// The entries in keep stay (the board being adopted, told its token next).
+func (p *Pending) Prune(keep ...*PendingEntry) {
+	if p.o.Taken == nil {
+		return
+	}
+	p.mu.Lock()
+	es := make([]*PendingEntry, 0, len(p.entries))
+	keys := make([][2]string, 0, len(p.entries))
+	for _, e := range p.entries {
+		if slices.Contains(keep, e) {
+			continue
+		}
+		es = append(es, e)
+		keys = append(keys, [2]string{e.board.ID, e.board.URL})
+	}
+	p.mu.Unlock()
+	var gone []*PendingEntry
+	for i, e := range es {
+		if p.o.Taken(keys[i][0], keys[i][1]) {
+			gone = append(gone, e)
+		}
+	}
+	if len(gone) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range gone {
+		if p.entries[e.board.ID] != e {
+			continue // replaced or gone meanwhile
+		}
+		delete(p.entries, e.board.ID)
+		p.changedLocked()
+		if e.link != nil {
+			e.link.Close(1008, "device "+e.board.ID+" is configured now: the enroll token does not open its link")
+		}
+	}
+	p.armExpiryLocked()
 }
 
 // List is every pending board, the longest waiting first, each a copy.
@@ -366,7 +482,7 @@ func (p *Pending) Len() int {
 	return len(p.entries)
 }
 
-// Close stops the notice timer; later changes notify nobody.
+// Close stops the notice and expiry timers; later changes notify nobody.
 func (p *Pending) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -374,6 +490,10 @@ func (p *Pending) Close() {
 	if p.notify != nil {
 		p.notify.Stop()
 		p.notify = nil
+	}
+	if p.expiry != nil {
+		p.expiry.Stop()
+		p.expiry = nil
 	}
 }
 

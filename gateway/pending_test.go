@@ -201,3 +201,125 @@ func TestHubPendingMessage(t *testing.T) {
 		t.Fatal("no pending message")
 	}
 }
+
+// A discovered board whose id or URL has become a device (a reload, an
+// adoption) leaves the list: when it is seen again, and at once on Prune;
+// an enrolled board under an id now configured is closed with a reason.
+func TestPendingTakenLater(t *testing.T) {
+	var mu sync.Mutex
+	taken := map[string]bool{}
+	p := NewPending(PendingOptions{Taken: func(id, url string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return taken[id] || taken[url]
+	}})
+	defer p.Close()
+	take := func(k string) { mu.Lock(); taken[k] = true; mu.Unlock() }
+
+	p.AddDiscovered("porch", "ws://10.0.0.11/ws", "10.0.0.11", nil)
+	take("porch")
+	p.AddDiscovered("porch", "ws://10.0.0.11/ws", "10.0.0.11", nil)
+	if _, _, _, ok := p.Get("porch"); ok {
+		t.Fatal("porch is a device now, but still listed after it was seen again")
+	}
+
+	p.AddDiscovered("shed", "ws://10.0.0.12/ws", "10.0.0.12", nil)
+	p.AddDiscovered("roof", "ws://10.0.0.13/ws", "10.0.0.13", nil)
+	garage, other := &fakePendingLink{}, &fakePendingLink{}
+	p.Enroll("garage", "10.0.0.14:5000", garage)
+	p.Enroll("other", "10.0.0.15:5000", other)
+	take("ws://10.0.0.12/ws") // shed's URL is a device's
+	take("garage")            // garage is configured
+	p.Prune()
+	var ids []string
+	for _, b := range p.List() {
+		ids = append(ids, b.ID)
+	}
+	if fmt.Sprint(ids) != "[roof other]" {
+		t.Errorf("after Prune: %v, want [roof other]", ids)
+	}
+	if c := garage.closes(); len(c) != 1 || !strings.HasPrefix(c[0], "1008 device garage is configured") {
+		t.Errorf("garage's link: %v, want one close 1008 with a reason", c)
+	}
+	if c := other.closes(); len(c) != 0 {
+		t.Errorf("other's link closed: %v", c)
+	}
+}
+
+// Discovered boards are evicted before enrolled ones, and a discovered
+// board never evicts an enrolled board waiting on its connection.
+func TestPendingEvictionDiscoveredFirst(t *testing.T) {
+	p := NewPending(PendingOptions{})
+	defer p.Close()
+	links := map[string]*fakePendingLink{}
+	enroll := func(id string) {
+		links[id] = &fakePendingLink{}
+		p.Enroll(id, "addr", links[id])
+	}
+	discover := func(id string) {
+		p.AddDiscovered(id, "ws://"+id+"/ws", id, nil)
+	}
+	has := func(id string) bool { _, _, _, ok := p.Get(id); return ok }
+
+	enroll("e00") // the oldest of all
+	discover("d01")
+	for i := 2; i < MaxPending-1; i++ {
+		enroll(fmt.Sprintf("e%02d", i))
+	}
+	discover("d31")
+	if p.Len() != MaxPending {
+		t.Fatalf("%d pending, want %d", p.Len(), MaxPending)
+	}
+	discover("d32") // evicts d01, the oldest discovered, not e00
+	if !has("e00") || has("d01") || !has("d32") || len(links["e00"].closes()) != 0 {
+		t.Fatalf("a discovered board evicted an enrolled one (e00 %v, d01 %v, d32 %v, e00 closes %v)",
+			has("e00"), has("d01"), has("d32"), links["e00"].closes())
+	}
+	enroll("e33") // evicts d31
+	enroll("e34") // evicts d32
+	if !has("e00") || has("d31") || has("d32") || p.Len() != MaxPending {
+		t.Fatalf("enrolled boards evicted before discovered ones: e00 %v d31 %v d32 %v, %d pending", has("e00"), has("d31"), has("d32"), p.Len())
+	}
+	enroll("e35") // only enrolled boards: the oldest goes
+	if has("e00") {
+		t.Fatal("e00 not evicted")
+	}
+	if c := links["e00"].closes(); len(c) != 1 || !strings.HasPrefix(c[0], "1013 evicted") {
+		t.Errorf("evicted link closes: %v", c)
+	}
+	discover("d36") // all enrolled: the discovered board is not listed
+	if has("d36") || p.Len() != MaxPending {
+		t.Errorf("d36 listed: %v, %d pending", has("d36"), p.Len())
+	}
+	for id, l := range links {
+		if id != "e00" && len(l.closes()) != 0 {
+			t.Errorf("%s closed: %v", id, l.closes())
+		}
+	}
+}
+
+// A discovered board that is not seen again expires on its own, and the
+// new count is announced, without anyone listing.
+func TestPendingExpiryAnnounced(t *testing.T) {
+	got := make(chan int, 100)
+	p := NewPending(PendingOptions{TTL: 300 * time.Millisecond, Changed: func(n int) { got <- n }})
+	defer p.Close()
+	p.AddDiscovered("porch", "ws://10.0.0.11/ws", "10.0.0.11", nil)
+	deadline := time.After(5 * time.Second)
+	for seen1 := false; ; {
+		select {
+		case n := <-got:
+			if n == 1 {
+				seen1 = true
+			}
+			if n == 0 && seen1 {
+				if l := p.Len(); l != 0 {
+					t.Errorf("announced 0 with %d pending", l)
+				}
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no notice with count 0 after the board expired (%d pending)", p.Len())
+		}
+	}
+}

@@ -102,6 +102,13 @@ type Options struct {
 	// than one, a query that reaches several of them is answered once per
 	// interface, and every answer lists the addresses of all of them.
 	Interfaces []string
+	// Addrs, when set, are the only IPv4 addresses the A records carry
+	// (the gateway listens on one address of Interfaces, not on all); an
+	// interface holding none of them cannot be advertised on.
+	Addrs []net.IP
+	// NoAdvertise browses for boards without advertising the gateway (its
+	// HTTP listener is bound to loopback: no board could reach it).
+	NoAdvertise bool
 	// BrowseInterval is the time between browses; 0 means
 	// DefaultBrowseInterval.
 	BrowseInterval time.Duration
@@ -216,6 +223,25 @@ func (p plan) names() []string {
 // multicast is usable now.
 func (r *runner) refresh() bool {
 	p, err := findPlan(r.o.Interfaces)
+	if err == nil && len(r.o.Addrs) > 0 {
+		p.ips = slices.DeleteFunc(p.ips, func(ip net.IP) bool { return !slices.ContainsFunc(r.o.Addrs, ip.Equal) })
+		if len(p.ips) == 0 {
+			err = fmt.Errorf("mdns: interfaces %v do not hold %v, the address to advertise", p.names(), r.o.Addrs)
+		}
+	}
+	if r.o.NoAdvertise {
+		// Browse only: the plan names the interfaces, no server runs.
+		if err != nil {
+			r.plan = plan{}
+			r.unavailable(err)
+			return false
+		}
+		if r.down || p.String() != r.plan.String() {
+			r.o.Log.Info("mdns: browsing for boards, not advertising", "service", BoardService, "interfaces", p.names())
+		}
+		r.plan, r.down = p, false
+		return true
+	}
 	if err == nil && r.servers != nil && p.String() == r.plan.String() {
 		return true
 	}

@@ -150,3 +150,43 @@ func checkQuietWithoutMulticast(t *testing.T, ifaces []string) {
 		t.Errorf("unexpected log:\n%s", out)
 	}
 }
+
+// multicastIface is an interface of this host that is up, multicast-capable
+// and has an IPv4 address, with that address; the test is skipped without one.
+func multicastIface(t *testing.T) (string, net.IP) {
+	t.Helper()
+	ifis, _ := net.Interfaces()
+	for _, ifi := range ifis {
+		if ips := ipv4s(ifi); ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagMulticast != 0 && len(ips) > 0 {
+			return ifi.Name, ips[0]
+		}
+	}
+	t.Skip("no interface with multicast and an IPv4 address")
+	return "", nil
+}
+
+// Addrs restricts the advertised addresses to the one the gateway listens
+// on; NoAdvertise plans the browse without starting a responder.
+func TestRefreshAddrsAndNoAdvertise(t *testing.T) {
+	name, addr := multicastIface(t)
+	var logs testutil.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	r := &runner{o: Options{GatewayID: "gw", Port: 8080, Interfaces: []string{name}, NoAdvertise: true, Log: log}}
+	if !r.refresh() || r.servers != nil || len(r.plan.ifaces) != 1 || r.plan.ifaces[0].Name != name {
+		t.Fatalf("NoAdvertise: refresh planned %v with %d servers", r.plan, len(r.servers))
+	}
+	r.refresh()
+	if n := strings.Count(logs.String(), "not advertising"); n != 1 {
+		t.Errorf("%d browse-only lines, want 1:\n%s", n, logs.String())
+	}
+
+	r = &runner{o: Options{GatewayID: "gw", Port: 8080, Interfaces: []string{name}, Addrs: []net.IP{addr}, NoAdvertise: true, Log: log}}
+	if !r.refresh() || len(r.plan.ips) != 1 || !r.plan.ips[0].Equal(addr) {
+		t.Errorf("Addrs %v: planned %v", addr, r.plan)
+	}
+	r = &runner{o: Options{GatewayID: "gw", Port: 8080, Interfaces: []string{name}, Addrs: []net.IP{net.IPv4(192, 0, 2, 254)}, NoAdvertise: true, Log: log}}
+	if r.refresh() {
+		t.Errorf("an address the interface does not hold: planned %v", r.plan)
+	}
+}

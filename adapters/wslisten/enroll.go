@@ -96,8 +96,9 @@ func (e *Enroller) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.refuse.ServeHTTP(w, r) // 401, as for any unknown id or bad token
 		return
 	}
-	if !gateway.ValidID(id) {
-		http.Error(w, "a board enrolls under an id matching [a-z0-9_-]+ (at most 64 characters)", http.StatusBadRequest)
+	if !gateway.ValidID(id) || id == "bridge" {
+		// "bridge" names the gateway's own MQTT topics: adoption refuses it too.
+		http.Error(w, "a board enrolls under an id matching [a-z0-9_-]+ (at most 64 characters), other than bridge", http.StatusBadRequest)
 		return
 	}
 	if configured, adoptedAs := e.o.Lookup(id); configured != "" || adoptedAs != "" {

@@ -66,6 +66,7 @@ func TestEnrollerRefusals(t *testing.T) {
 		{"kitchen", enrollTok, http.StatusForbidden},
 		{"old", enrollTok, http.StatusForbidden},
 		{"Bad", enrollTok, http.StatusBadRequest},
+		{"bridge", enrollTok, http.StatusBadRequest}, // adopt refuses it too
 	} {
 		c, resp, err := dialEnroll(srv, tc.id, tc.tok)
 		if err == nil {

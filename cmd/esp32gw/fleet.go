@@ -34,6 +34,10 @@ type fleet struct {
 	ops    chan func(context.Context) // run executes each in its goroutine
 	runCtx context.Context            // set by start, before HTTP serves
 
+	// adopting is the registry entry adopt is making a device, kept by the
+	// Prune of index until the board is told its token; run's goroutine only.
+	adopting *gateway.PendingEntry
+
 	mu      sync.RWMutex
 	ids     map[string]bool   // every local device id
 	adopted map[string]string // enrolled_as id → the device adopted from it
@@ -80,7 +84,9 @@ func (f *fleet) start(ctx context.Context, workers *sync.WaitGroup) {
 	})
 }
 
-// index records the running devices for the enroller and the registry.
+// index records the running devices for the enroller and the registry,
+// and drops from the registry the boards that are devices now (a reload
+// or an adoption made them so).
 func (f *fleet) index(devs []gateway.DeviceConfig) {
 	ids, adopted, urls := map[string]bool{}, map[string]string{}, map[string]bool{}
 	for _, d := range devs {
@@ -95,6 +101,9 @@ func (f *fleet) index(devs []gateway.DeviceConfig) {
 	f.mu.Lock()
 	f.ids, f.adopted, f.urls = ids, adopted, urls
 	f.mu.Unlock()
+	if f.pending != nil {
+		f.pending.Prune(f.adopting)
+	}
 }
 
 func (f *fleet) lookup(id string) (configured, adoptedAs string) {
@@ -216,7 +225,12 @@ func (f *fleet) adopt(ctx context.Context, pid string, req gateway.AdoptRequest)
 	if err := doc.write(); err != nil {
 		return gateway.DeviceState{}, err
 	}
+	f.adopting = entry
+	defer func() { f.adopting = nil }()
 	g.applyDevices(ctx, next.Devices)
+	// The device shows what the board showed while pending (fw, chip, …)
+	// until the board reports again.
+	g.hub.SetInfo(id, board.Info)
 	if link != nil {
 		if err := link.Adopt(ctx, id, d.Token); err != nil {
 			g.log.Warn("adoption undone: the board left before it was told its token", "device", id, "enrolled_as", pid, "err", err)

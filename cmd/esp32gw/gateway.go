@@ -69,8 +69,8 @@ type runningGateway struct {
 // board is one device's transport while it runs.
 type board struct {
 	transport gateway.Transport
-	cancel    context.CancelFunc // nil until started
-	done      chan struct{}      // closed when its Run has returned
+	cancel    context.CancelCauseFunc // nil until started; stopBoard gives a linkClose
+	done      chan struct{}           // closed when its Run has returned
 }
 
 // build constructs the gateway from a validated config: hub and devices,
@@ -249,7 +249,7 @@ func (g *runningGateway) tlsOn() bool { return g.cfg.HTTP.TLS.Cert != "" }
 
 // startBoard runs b's transport under its own context, derived from ctx.
 func (g *runningGateway) startBoard(ctx context.Context, b *board) {
-	ctx, b.cancel = context.WithCancel(ctx)
+	ctx, b.cancel = context.WithCancelCause(ctx)
 	b.done = make(chan struct{})
 	g.workers.Go(func() {
 		defer close(b.done)

@@ -102,8 +102,11 @@ func (g *runningGateway) applyDevices(ctx context.Context, want []gateway.Device
 
 	// Stop the links that go away or change first, so a changed board is
 	// never served by its old and new transport at once.
-	for _, id := range append(slices.Clone(removed), restarted...) {
-		g.stopBoard(id)
+	for _, id := range removed {
+		g.stopBoard(id, linkClose{code: 1001, text: "device removed from the gateway"})
+	}
+	for _, id := range restarted {
+		g.stopBoard(id, linkClose{code: 1012, text: "device settings changed in the gateway; connect again"})
 	}
 	if err := g.hub.ApplyDevices(removed, upsert); err != nil {
 		// Only a local id that a remote (cluster) device holds gets here.
@@ -135,16 +138,29 @@ func linkUnchanged(a, b gateway.DeviceConfig) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-// stopBoard ends a device's transport and waits for it (bounded), and
-// stops routing its ws-listen board.
-func (g *runningGateway) stopBoard(id string) {
+// linkClose is why a device's board link is closed when the device is
+// removed or changed: the close frame's code and text, and the reason in
+// the device's status event (a boardlink.Closer; cmd cannot import
+// adapters/internal/boardlink). Without one a link closes with 1001
+// "gateway shutting down".
+type linkClose struct {
+	code int
+	text string
+}
+
+func (c linkClose) Error() string  { return c.text }
+func (c linkClose) CloseCode() int { return c.code }
+
+// stopBoard ends a device's transport, its board link closed with why, and
+// waits for it (bounded), and stops routing its ws-listen board.
+func (g *runningGateway) stopBoard(id string, why linkClose) {
 	g.devices.remove(id)
 	b := g.boards[id]
 	delete(g.boards, id)
 	if b == nil || b.cancel == nil {
 		return
 	}
-	b.cancel()
+	b.cancel(why)
 	select {
 	case <-b.done:
 	case <-time.After(boardStopWait):

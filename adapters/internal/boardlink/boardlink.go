@@ -71,13 +71,25 @@ var (
 // CloseReason ends a link with a close frame. Cancel the context passed to
 // Run with it (context.WithCancelCause) to choose the close code and the text
 // the board and the device's status event see; any other cancellation closes
-// with 1001 "gateway shutting down".
+// with 1001 "gateway shutting down". A cause of another type does the same
+// when it has a CloseCode method (see Closer): packages that cannot import
+// this one (cmd/esp32gw) close links with a reason of their own.
 type CloseReason struct {
 	Code int    // a WebSocket close code, e.g. websocket.CloseNormalClosure
 	Text string // at most 123 bytes reach the board
 }
 
 func (c *CloseReason) Error() string { return c.Text }
+
+// CloseCode is the close code; it makes a *CloseReason a Closer.
+func (c *CloseReason) CloseCode() int { return c.Code }
+
+// Closer is a context cause that chooses the close frame: CloseCode is the
+// code, Error the text (the board's close reason and the status event's).
+type Closer interface {
+	error
+	CloseCode() int
+}
 
 // Options describe one link. Device and Sink are required; zero timing
 // fields take the contract numbers above.
@@ -344,11 +356,11 @@ func (l *Link) frame(mt int, b []byte) {
 
 // describe turns the cause into the reason browsers see in the status event.
 func (l *Link) describe(ctx context.Context, cause error) string {
-	var cr *CloseReason
+	var cr Closer
 	var ce *websocket.CloseError
 	switch {
 	case errors.As(cause, &cr):
-		return cr.Text
+		return cr.Error()
 	case ctx.Err() != nil && (errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded)):
 		return "gateway shutting down"
 	case errors.As(cause, &ce) && ce.Code == websocket.CloseAbnormalClosure:
@@ -369,10 +381,10 @@ func (l *Link) describe(ctx context.Context, cause error) string {
 // closeFrame says which close frame to send, if any: none when the board
 // closed first (gorilla already answered) or the connection is broken.
 func (l *Link) closeFrame(ctx context.Context, cause error) (code int, text string) {
-	var cr *CloseReason
+	var cr Closer
 	switch {
 	case errors.As(cause, &cr):
-		return cr.Code, cr.Text
+		return cr.CloseCode(), cr.Error()
 	case ctx.Err() != nil:
 		return websocket.CloseGoingAway, "gateway shutting down"
 	case errors.Is(cause, ErrTooBig):

@@ -283,7 +283,30 @@ func TestBoardCloseAndShutdownReasons(t *testing.T) {
 			t.Errorf("board saw %v, want close 1001", err)
 		}
 	})
+	// A cause of another package's type with a CloseCode (cmd/esp32gw
+	// removing a device) chooses the close frame and the reason.
+	t.Run("device removed", func(t *testing.T) {
+		f := start(t, boardlink.Options{})
+		_, end := f.readBoard()
+		f.cancel(otherCloser{websocket.CloseGoingAway, "device removed from the gateway"})
+		m := boardtest.Next(t, f.sub, 5*time.Second, "offline", boardtest.Status(dev, false))
+		if m.Reason != "device removed from the gateway" {
+			t.Errorf("reason = %q", m.Reason)
+		}
+		err := <-end
+		if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != websocket.CloseGoingAway || ce.Text != "device removed from the gateway" {
+			t.Errorf("board saw %v, want close 1001 device removed from the gateway", err)
+		}
+	})
 }
+
+type otherCloser struct {
+	code int
+	text string
+}
+
+func (c otherCloser) Error() string  { return c.text }
+func (c otherCloser) CloseCode() int { return c.code }
 
 // BenchmarkBoardFrames: frames from a board to a subscriber through the link
 // and the hub.
