@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/mdns"
 
+	"github.com/esp32gw/esp32gw/internal/netnstest"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
@@ -32,46 +33,6 @@ const (
 	boardPort = 80
 	gwPort    = 8080
 )
-
-// needNetns skips the test when it cannot make namespaces, but fails it in CI,
-// where a skip would hide that the test never ran.
-func needNetns(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "no ip command (iproute2)"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("network namespace test cannot run in CI: %s", why)
-	}
-	t.Skipf("network namespace test needs root and iproute2: %s", why)
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// netns creates a namespace with lo up, deleted when the test ends.
-func netns(t *testing.T, role string) string {
-	t.Helper()
-	name := fmt.Sprintf("esp32gw-mdns-%s-%d", role, os.Getpid())
-	ip(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
-		}
-	})
-	ip(t, "-n", name, "link", "set", "lo", "up")
-	return name
-}
 
 // child is this test binary running one role inside a namespace; closing its
 // stdin tells it to stop.
@@ -133,16 +94,16 @@ func (c *child) wait(t *testing.T, within time.Duration, role string) {
 // gw-b, interface named) and must report the board with its URL, and a plain
 // browse from B for the gateway service must find gw-a with its TXT.
 func TestNetnsDiscovery(t *testing.T) {
-	needNetns(t)
-	a, b := netns(t, "a"), netns(t, "b")
+	netnstest.Require(t)
+	a, b := netnstest.New(t, "esp32gw-mdns", "a"), netnstest.New(t, "esp32gw-mdns", "b")
 	pid := strconv.Itoa(os.Getpid())
 	va, vb := "mda"+pid, "mdb"+pid // at most 15 bytes
-	ip(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
+	netnstest.IP(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
 	for _, side := range []struct{ ns, dev, addr string }{{a, va, subnet + "1/24"}, {b, vb, subnet + "2/24"}} {
-		ip(t, "-n", side.ns, "addr", "add", side.addr, "dev", side.dev)
-		ip(t, "-n", side.ns, "link", "set", side.dev, "up")
+		netnstest.IP(t, "-n", side.ns, "addr", "add", side.addr, "dev", side.dev)
+		netnstest.IP(t, "-n", side.ns, "link", "set", side.dev, "up")
 		// No default route in a namespace: the multicast group needs one.
-		ip(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
+		netnstest.IP(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
 	}
 
 	adv := startChild(t, a, "advertise", va)
@@ -162,8 +123,8 @@ func TestNetnsDiscovery(t *testing.T) {
 // namespace that has only loopback: it must warn once and return nil when its
 // context ends.
 func TestNetnsNoMulticast(t *testing.T) {
-	needNetns(t)
-	c := startChild(t, netns(t, "n"), "nomcast", "")
+	netnstest.Require(t)
+	c := startChild(t, netnstest.New(t, "esp32gw-mdns", "n"), "nomcast", "")
 	c.wait(t, 15*time.Second, "nomcast")
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/hashicorp/mdns"
 	"golang.org/x/sys/unix"
 
+	"github.com/esp32gw/esp32gw/internal/netnstest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 	"github.com/esp32gw/esp32gw/internal/testutil"
 )
@@ -48,46 +49,6 @@ const (
 	mdnsGwPort    = 8080 // fixed ports: the namespaces are the test's own
 	mdnsBoardPort = 8081
 )
-
-// needNetns skips the test when it cannot make namespaces, but fails it in
-// CI, where a skip would hide that the test never ran.
-func needNetns(t *testing.T) {
-	t.Helper()
-	why := ""
-	if os.Geteuid() != 0 {
-		why = "not root"
-	} else if _, err := exec.LookPath("ip"); err != nil {
-		why = "no ip command (iproute2)"
-	}
-	if why == "" {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("network namespace test cannot run in CI: %s", why)
-	}
-	t.Skipf("network namespace test needs root and iproute2: %s", why)
-}
-
-func ipCmd(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// newNetns creates a namespace with lo up, deleted when the test ends.
-func newNetns(t *testing.T, role string) string {
-	t.Helper()
-	name := fmt.Sprintf("esp32gw-ct-%s-%d", role, os.Getpid())
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", name, err, out)
-		}
-	})
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	return name
-}
 
 // nsClient is an HTTP client whose connections are made inside the network
 // namespace ns: each dial runs on an OS thread of its own that enters ns and
@@ -264,20 +225,20 @@ var doorSeenRe = regexp.MustCompile(`msg="mdns: board".* device=esp32-door `)
 // arrive. A second board advertised from B under another TXT id but at the
 // URL of a configured device ("ws://IP/ws", port 80 implied) is not pending.
 func TestMDNSDiscoverAdopt(t *testing.T) {
-	needNetns(t)
+	netnstest.Require(t)
 	t.Parallel()
 	testgw.Binary(t) // build first: the clock below is the test's own
 	nb := nativeBoard(t)
 
-	a, b := newNetns(t, "mdns-a"), newNetns(t, "mdns-b")
+	a, b := netnstest.New(t, "esp32gw-ct", "mdns-a"), netnstest.New(t, "esp32gw-ct", "mdns-b")
 	pid := strconv.Itoa(os.Getpid())
 	va, vb := "cma"+pid, "cmb"+pid // at most 15 bytes
-	ipCmd(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
+	netnstest.IP(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
 	for _, side := range []struct{ ns, dev, addr string }{{a, va, mdnsGatewayIP}, {b, vb, mdnsBoardIP}} {
-		ipCmd(t, "-n", side.ns, "addr", "add", side.addr+"/24", "dev", side.dev)
-		ipCmd(t, "-n", side.ns, "link", "set", side.dev, "up")
+		netnstest.IP(t, "-n", side.ns, "addr", "add", side.addr+"/24", "dev", side.dev)
+		netnstest.IP(t, "-n", side.ns, "link", "set", side.dev, "up")
 		// No default route in a namespace: multicast needs a route.
-		ipCmd(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
+		netnstest.IP(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
 	}
 
 	const gwID = "gw-mdns"
@@ -419,10 +380,10 @@ devices:
 // loopback (no multicast), the gateway logs one warning about it and keeps
 // serving, also past its next try (15 s later), which stays quiet.
 func TestMDNSNoMulticast(t *testing.T) {
-	needNetns(t)
+	netnstest.Require(t)
 	t.Parallel()
 	testgw.Binary(t)
-	ns := newNetns(t, "mdns-n")
+	ns := netnstest.New(t, "esp32gw-ct", "mdns-n")
 	g := testgw.StartWrapped(t, `gateway_id: gw-nomcast
 state_dir: data
 mdns: {enabled: true}
