@@ -133,7 +133,9 @@ func TestFleetBrowser(t *testing.T) {
 		t.Skip("drives Chromium against the built binary")
 	}
 	chrometest.Require(t)
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	g := testgw.Start(t, header("fleetbrowser", ""))
 	enroll := enrollToken(t, g)
 	p := fbLogin(t, g, "fleet")
@@ -283,7 +285,9 @@ func TestFirmwareBrowser(t *testing.T) {
 		t.Skip("drives Chromium against the built binary")
 	}
 	chrometest.Require(t)
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	var cfg strings.Builder
 	cfg.WriteString(header("fwbrowser", ""))
 	for i, name := range []string{"Weather north", "Weather south"} {

@@ -226,7 +226,9 @@ var doorSeenRe = regexp.MustCompile(`msg="mdns: board".* device=esp32-door `)
 // URL of a configured device ("ws://IP/ws", port 80 implied) is not pending.
 func TestMDNSDiscoverAdopt(t *testing.T) {
 	netnstest.Require(t)
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	testgw.Binary(t) // build first: the clock below is the test's own
 	nb := nativeBoard(t)
 
@@ -381,7 +383,9 @@ devices:
 // serving, also past its next try (15 s later), which stays quiet.
 func TestMDNSNoMulticast(t *testing.T) {
 	netnstest.Require(t)
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	testgw.Binary(t)
 	ns := netnstest.New(t, "esp32gw-ct", "mdns-n")
 	g := testgw.StartWrapped(t, `gateway_id: gw-nomcast

@@ -131,7 +131,9 @@ func otaWait(t *testing.T, gw *testgw.Gateway, job string, within time.Duration,
 }
 
 func TestOTAUploadRejects(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	gw := otaFleet(t, 1)
 	good := espimage.Build(espimage.Spec{Chip: "esp32s3", Project: "weather", Version: "2.0.0", IDF: "v5.3.1", Date: "Nov 23 2026", Time: "10:00:00", Size: 64 << 10})
 	other := uint16(0x00F0)
@@ -171,7 +173,9 @@ func TestOTAUploadRejects(t *testing.T) {
 }
 
 func TestOTAJobParallel(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	gw := otaFleet(t, 7)
 	var boards []*otaboard.Board
 	for i := range 6 {
@@ -219,7 +223,9 @@ func TestOTAJobParallel(t *testing.T) {
 }
 
 func TestOTABadHashStops(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	gw := otaFleet(t, 3)
 	bad := otaBoard(t, gw, 0, "1.0.0", otaboard.FailHash, nil)
 	rest := []*otaboard.Board{otaBoard(t, gw, 1, "1.0.0", "", nil), otaBoard(t, gw, 2, "1.0.0", "", nil)}
@@ -249,7 +255,9 @@ func TestOTABadHashStops(t *testing.T) {
 }
 
 func TestOTAResumesAfterKill(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	const n = 4
 	gw := otaFleet(t, n)
 	var boards []*otaboard.Board
@@ -282,7 +290,9 @@ func TestOTAResumesAfterKill(t *testing.T) {
 }
 
 func TestOTAURLBoundToBoard(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it loads both cores (boards, downloads, a browser or
+	// namespaces), and the timed contract tests beside it would measure the
+	// machine, not the gateway.
 	gw := otaFleet(t, 2, "ESP32GW_TEST_OTA_URL_TTL=4s")
 	a := otaBoard(t, gw, 0, "1.0.0", otaboard.FailIgnore, nil)
 	otaBoard(t, gw, 1, "1.0.0", otaboard.FailIgnore, nil)
