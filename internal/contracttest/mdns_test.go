@@ -530,19 +530,10 @@ func serveGoBoard(t *testing.T, addr string) {
 				}
 			}
 		}()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
+		repeat(r.Context().Done(), 100*time.Millisecond, func(n int) bool {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"count":%d}`, n)); err != nil {
-				return
-			}
-		}
+			return c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"count":%d}`, n)) == nil
+		})
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)
