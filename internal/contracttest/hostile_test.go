@@ -1,9 +1,10 @@
 package contracttest
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/esp32gw/esp32gw/internal/boardtest"
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 	"github.com/esp32gw/esp32gw/internal/testutil"
@@ -74,23 +76,14 @@ func liveHeap(g *testgw.Gateway) (peak, gcs int) {
 // rss reads VmRSS of pid from /proc, in bytes.
 func rss(t testing.TB, pid int) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	st, err := gwproc.ReadStatus(pid)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		t.Skipf("no /proc: %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", rest, err)
-			}
-			return kb << 10
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return st.RSSKB << 10
 }
 
 // rssWatch samples the gateway's RSS every 100 ms until stop; peak returns
@@ -109,32 +102,22 @@ func watchRSS(t testing.TB, g *testgw.Gateway, stop <-chan struct{}) *rssWatch {
 	pid := g.Pid()
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for i := 1; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		repeat(stop, 100*time.Millisecond, func(i int) bool {
+			st, err := gwproc.ReadStatus(pid)
 			if err != nil {
-				return
+				return false
 			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-					if kb<<10 > w.peak.Load() {
-						w.peak.Store(kb << 10)
-					}
-					if i%10 == 0 {
-						w.mu.Lock()
-						w.secs = append(w.secs, kb>>10)
-						w.mu.Unlock()
-					}
-				}
+			kb := st.RSSKB
+			if kb<<10 > w.peak.Load() {
+				w.peak.Store(kb << 10)
 			}
-		}
+			if (i+1)%10 == 0 {
+				w.mu.Lock()
+				w.secs = append(w.secs, kb>>10)
+				w.mu.Unlock()
+			}
+			return true
+		})
 	}()
 	return w
 }
