@@ -101,6 +101,21 @@ func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// stopRun ends Run's context and fails the test unless Run returns nil
+// within 3 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return within 3 s of ctx ending")
+	}
+}
+
 // roleAdvertise runs Run as gateway gw-a and, with the library's server, a
 // board, until its stdin closes.
 func roleAdvertise(t *testing.T, iface string) {
@@ -139,15 +154,7 @@ func roleAdvertise(t *testing.T, iface string) {
 	case <-ctx.Done():
 		t.Error("not told to stop within 30 s")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run did not return within 3 s of ctx ending")
-	}
+	stopRun(t, cancel, done)
 	if strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("warnings where multicast works:\n%s", logs.String())
 	}
@@ -210,13 +217,5 @@ func roleBrowse(t *testing.T, iface string) {
 		t.Errorf("gateway TXT %q", gw.InfoFields)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run did not return within 3 s of ctx ending")
-	}
+	stopRun(t, cancel, done)
 }
