@@ -7,10 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,59 +32,18 @@ const (
 	gwPort    = 8080
 )
 
-// child is this test binary running one role inside a namespace; closing its
-// stdin tells it to stop.
-type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   testutil.SyncBuffer
-	done  chan error
+// startChild runs TestNetnsRole as role inside ns, on interface iface.
+func startChild(t *testing.T, ns, role, iface string) *netnstest.Child {
+	t.Helper()
+	return netnstest.StartChild(t, ns, "TestNetnsRole", 40*time.Second, roleEnv+"="+role, ifaceEnv+"="+iface)
 }
 
-func startChild(t *testing.T, ns, role, iface string) *child {
+// waitChild waits for the role's child to exit by itself, fails the test
+// unless it passed, and logs its output.
+func waitChild(t *testing.T, c *netnstest.Child, within time.Duration, role string) {
 	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &child{done: make(chan error, 1)}
-	c.cmd = exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestNetnsRole$", "-test.v", "-test.timeout=40s")
-	c.cmd.Env = append(os.Environ(), roleEnv+"="+role, ifaceEnv+"="+iface)
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		c.stdin.Close()
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("%s child did not stop; killing it", role)
-			c.cmd.Process.Kill()
-			<-c.done
-		}
-	})
-	return c
-}
-
-// wait waits for the child to exit by itself and fails the test unless it
-// passed.
-func (c *child) wait(t *testing.T, within time.Duration, role string) {
-	t.Helper()
-	select {
-	case err := <-c.done:
-		c.done <- err // for the cleanup
-		if err != nil || !strings.Contains(c.out.String(), "\nPASS") {
-			t.Fatalf("%s side failed (%v):\n%s", role, err, c.out.String())
-		}
-		t.Logf("%s side:\n%s", role, c.out.String())
-	case <-time.After(within):
-		t.Fatalf("%s side did not finish within %v:\n%s", role, within, c.out.String())
-	}
+	c.Wait(t, within, role+" side")
+	t.Logf("%s side:\n%s", role, c.Out.String())
 }
 
 // TestNetnsDiscovery: namespace A runs Run (advertising gateway gw-a, default
@@ -96,27 +53,19 @@ func (c *child) wait(t *testing.T, within time.Duration, role string) {
 func TestNetnsDiscovery(t *testing.T) {
 	netnstest.Require(t)
 	a, b := netnstest.New(t, "esp32gw-mdns", "a"), netnstest.New(t, "esp32gw-mdns", "b")
-	pid := strconv.Itoa(os.Getpid())
-	va, vb := "mda"+pid, "mdb"+pid // at most 15 bytes
-	netnstest.IP(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-	for _, side := range []struct{ ns, dev, addr string }{{a, va, subnet + "1/24"}, {b, vb, subnet + "2/24"}} {
-		netnstest.IP(t, "-n", side.ns, "addr", "add", side.addr, "dev", side.dev)
-		netnstest.IP(t, "-n", side.ns, "link", "set", side.dev, "up")
-		// No default route in a namespace: the multicast group needs one.
-		netnstest.IP(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
-	}
+	va, vb := netnstest.Link(t, a, b, "md", subnet+"1/24", subnet+"2/24")
 
 	adv := startChild(t, a, "advertise", va)
 	testutil.Eventually(t, 10*time.Second, "advertiser ready", func() bool {
-		if strings.Contains(adv.out.String(), "--- FAIL") {
-			t.Fatalf("advertiser failed:\n%s", adv.out.String())
+		if strings.Contains(adv.Out.String(), "--- FAIL") {
+			t.Fatalf("advertiser failed:\n%s", adv.Out.String())
 		}
-		return strings.Contains(adv.out.String(), "ADVERTISING")
+		return strings.Contains(adv.Out.String(), "ADVERTISING")
 	})
 	br := startChild(t, b, "browse", vb)
-	br.wait(t, 25*time.Second, "browse")
-	adv.stdin.Close()
-	adv.wait(t, 10*time.Second, "advertise")
+	waitChild(t, br, 25*time.Second, "browse")
+	adv.Stdin.Close()
+	waitChild(t, adv, 10*time.Second, "advertise")
 }
 
 // TestNetnsNoMulticast runs Run with the default interface choice in a
@@ -125,7 +74,7 @@ func TestNetnsDiscovery(t *testing.T) {
 func TestNetnsNoMulticast(t *testing.T) {
 	netnstest.Require(t)
 	c := startChild(t, netnstest.New(t, "esp32gw-mdns", "n"), "nomcast", "")
-	c.wait(t, 15*time.Second, "nomcast")
+	waitChild(t, c, 15*time.Second, "nomcast")
 }
 
 // TestNetnsRole is one side of a namespace test; it runs only when a parent
@@ -150,6 +99,21 @@ func TestNetnsRole(t *testing.T) {
 
 func testLog(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// stopRun ends Run's context and fails the test unless Run returns nil
+// within 3 s.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return within 3 s of ctx ending")
+	}
 }
 
 // roleAdvertise runs Run as gateway gw-a and, with the library's server, a
@@ -190,15 +154,7 @@ func roleAdvertise(t *testing.T, iface string) {
 	case <-ctx.Done():
 		t.Error("not told to stop within 30 s")
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run did not return within 3 s of ctx ending")
-	}
+	stopRun(t, cancel, done)
 	if strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("warnings where multicast works:\n%s", logs.String())
 	}
@@ -261,13 +217,5 @@ func roleBrowse(t *testing.T, iface string) {
 		t.Errorf("gateway TXT %q", gw.InfoFields)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run = %v, want nil", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run did not return within 3 s of ctx ending")
-	}
+	stopRun(t, cancel, done)
 }

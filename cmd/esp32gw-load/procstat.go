@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
-)
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It
-// is 100 on every Linux architecture Go supports (the kernel's ABI fixes
-// it), and reading it with sysconf would need cgo.
-const clockTicks = 100
+	"github.com/esp32gw/esp32gw/internal/gwproc"
+)
 
 // procSample is one reading of a process's CPU and memory from /proc.
 type procSample struct {
@@ -26,44 +20,16 @@ type procSample struct {
 // from /proc/PID/status (Linux only).
 func readProc(pid int) (procSample, error) {
 	s := procSample{at: time.Now()}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	cpu, err := gwproc.CPUTime(pid)
 	if err != nil {
 		return s, fmt.Errorf("procstat: %w", err)
 	}
-	// The command name may hold spaces and parentheses: fields start after the last ')'.
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return s, fmt.Errorf("procstat: /proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(stat[i+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return s, fmt.Errorf("procstat: /proc/%d/stat: %d fields", pid, len(f))
-	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return s, fmt.Errorf("procstat: /proc/%d/stat: bad utime/stime %q %q", pid, f[11], f[12])
-	}
-	s.cpu = time.Duration(ut+st) * time.Second / clockTicks
-
-	status, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := gwproc.ReadStatus(pid)
 	if err != nil {
 		return s, fmt.Errorf("procstat: %w", err)
 	}
-	defer status.Close()
-	sc := bufio.NewScanner(status)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return s, fmt.Errorf("procstat: /proc/%d/status: VmRSS %q", pid, v)
-			}
-			s.rssKB = kb
-			return s, nil
-		}
-	}
-	return s, fmt.Errorf("procstat: /proc/%d/status: no VmRSS", pid)
+	s.cpu, s.rssKB = cpu, st.RSSKB
+	return s, nil
 }
 
 // cpuPct is the CPU used between a and b as a percentage of one core.

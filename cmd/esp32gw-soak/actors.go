@@ -32,10 +32,7 @@ type board struct {
 func (b *board) run(ctx context.Context) {
 	h := http.Header{"Authorization": {"Bearer " + b.token}}
 	for ctx.Err() == nil {
-		ws, resp, err := dialer.DialContext(ctx, b.url, h)
-		if resp != nil && resp.Body != nil {
-			resp.Body.Close()
-		}
+		ws, err := dial(ctx, &dialer, b.url, h)
 		if err == nil {
 			b.mu.Lock()
 			b.links++
@@ -48,15 +45,7 @@ func (b *board) run(ctx context.Context) {
 
 func (b *board) serve(ctx context.Context, ws *websocket.Conn) {
 	defer ws.Close()
-	dead := make(chan struct{})
-	go func() { // reads answer pings
-		defer close(dead)
-		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
-				return
-			}
-		}
-	}()
+	dead := drain(ws) // reads answer pings
 	t := time.NewTicker(time.Duration(float64(time.Second) / b.rate))
 	defer t.Stop()
 	for {
@@ -126,10 +115,7 @@ func (b *browser) run(ctx context.Context) {
 			b.reconnects++
 		}
 		b.mu.Unlock()
-		ws, resp, err := dialer.DialContext(ctx, u, nil)
-		if resp != nil && resp.Body != nil {
-			resp.Body.Close()
-		}
+		ws, err := dial(ctx, &dialer, u, nil)
 		if err != nil {
 			sleep(ctx, 200*time.Millisecond)
 			continue
@@ -274,13 +260,34 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // Fault actors. Each is bounded by ctx and its own lifetime.
 
-// halfOpen dials as a board, sends a few readings, then neither reads nor
-// writes for hold (pings go unanswered), then closes.
-func halfOpen(ctx context.Context, url, token string, hold time.Duration) error {
-	ws, resp, err := dialer.DialContext(ctx, url, http.Header{"Authorization": {"Bearer " + token}})
+// dial opens a WebSocket with d, closing the handshake response's body.
+func dial(ctx context.Context, d *websocket.Dialer, url string, h http.Header) (*websocket.Conn, error) {
+	ws, resp, err := d.DialContext(ctx, url, h)
 	if resp != nil && resp.Body != nil {
 		resp.Body.Close()
 	}
+	return ws, err
+}
+
+// drain reads ws and throws the frames away, which answers the gateway's
+// pings, until a read fails; the channel it returns closes then.
+func drain(ws *websocket.Conn) <-chan struct{} {
+	dead := make(chan struct{})
+	go func() {
+		defer close(dead)
+		for {
+			if _, _, err := ws.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	return dead
+}
+
+// halfOpen dials as a board, sends a few readings, then neither reads nor
+// writes for hold (pings go unanswered), then closes.
+func halfOpen(ctx context.Context, url, token string, hold time.Duration) error {
+	ws, err := dial(ctx, &dialer, url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
 		return err
 	}
@@ -295,21 +302,12 @@ func halfOpen(ctx context.Context, url, token string, hold time.Duration) error 
 // hostileBoard sends bad JSON, binary frames, junk labels, an oversized
 // value, and last a frame over 64 KiB (the gateway closes the link).
 func hostileBoard(ctx context.Context, url, token string) error {
-	ws, resp, err := dialer.DialContext(ctx, url, http.Header{"Authorization": {"Bearer " + token}})
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+	ws, err := dial(ctx, &dialer, url, http.Header{"Authorization": {"Bearer " + token}})
 	if err != nil {
 		return err
 	}
 	defer ws.Close()
-	go func() {
-		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
-				return
-			}
-		}
-	}()
+	drain(ws)
 	ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	frames := []string{
 		`{"label":`, `not json at all`, `[1,2,3]`, `{"label":"","value":1}`,
@@ -337,10 +335,7 @@ func hostileBoard(ctx context.Context, url, token string) error {
 func slowBrowser(ctx context.Context, url string, hold time.Duration) error {
 	d := dialer
 	d.ReadBufferSize = 512
-	ws, resp, err := d.DialContext(ctx, url, nil)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+	ws, err := dial(ctx, &d, url, nil)
 	if err != nil {
 		return err
 	}
@@ -351,21 +346,12 @@ func slowBrowser(ctx context.Context, url string, hold time.Duration) error {
 
 // hostileBrowser sends bad JSON, binary, oversized and unknown messages.
 func hostileBrowser(ctx context.Context, url string) error {
-	ws, resp, err := dialer.DialContext(ctx, url, nil)
-	if resp != nil && resp.Body != nil {
-		resp.Body.Close()
-	}
+	ws, err := dial(ctx, &dialer, url, nil)
 	if err != nil {
 		return err
 	}
 	defer ws.Close()
-	go func() {
-		for {
-			if _, _, err := ws.ReadMessage(); err != nil {
-				return
-			}
-		}
-	}()
+	drain(ws)
 	ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	for _, f := range []string{`{"type":`, `nonsense`, `{"type":"what"}`, `{"type":"command","device":"nope","value":"x"}`,
 		`{"type":"command","id":"c1","device":"b0","label":"led","value":"` + strings.Repeat("z", 2000) + `"}`,

@@ -177,23 +177,11 @@ func (p *gatewayProc) resources() (Resources, error) {
 		return r, err
 	}
 	r.FDs = int64(len(ents))
-	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := gwproc.ReadStatus(pid)
 	if err != nil {
 		return r, err
 	}
-	for _, l := range strings.Split(string(st), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		switch k {
-		case "VmRSS":
-			r.RSSKB = n
-		case "Threads":
-			r.Threads = n
-		}
-	}
+	r.RSSKB, r.Threads = st.RSSKB, st.Threads
 	req, _ := http.NewRequest("GET", "http://"+p.addr+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}

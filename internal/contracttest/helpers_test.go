@@ -273,3 +273,56 @@ func closeCode(err error) (int, string) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// repeat calls fn(0), fn(1), … until stop is closed or fn returns false.
+// With every > 0 each call waits for the next tick of a ticker of that
+// period (the first a period after the start); with every 0 the calls
+// follow one another at once, stop checked before each.
+func repeat(stop <-chan struct{}, every time.Duration, fn func(i int) bool) {
+	var tick <-chan time.Time
+	if every > 0 {
+		tk := time.NewTicker(every)
+		defer tk.Stop()
+		tick = tk.C
+	}
+	for i := 0; ; i++ {
+		if tick != nil {
+			select {
+			case <-stop:
+				return
+			case <-tick:
+			}
+		} else {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+		if !fn(i) {
+			return
+		}
+	}
+}
+
+// eachJSON decodes each frame r receives into a new T and hands it to fn,
+// until stop is closed or the connection ends; a frame that is not JSON
+// goes to bad instead, as "not JSON: …".
+func eachJSON[T any](r *testutil.WSReader, stop <-chan struct{}, bad func(string), fn func(m T)) {
+	for {
+		select {
+		case <-stop:
+			return
+		case f, ok := <-r.Frames():
+			if !ok {
+				return
+			}
+			var m T
+			if err := json.Unmarshal(f, &m); err != nil {
+				bad(fmt.Sprintf("not JSON: %.200q", f))
+				continue
+			}
+			fn(m)
+		}
+	}
+}

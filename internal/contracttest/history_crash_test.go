@@ -73,24 +73,15 @@ func histStream(b *board, stop <-chan struct{}, rng *rand.Rand) <-chan struct{} 
 	temp := 20 + rng.Float64()*5
 	go func() {
 		defer close(ended)
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		repeat(stop, 10*time.Millisecond, func(i int) bool {
 			temp += (rng.Float64() - 0.5) * 0.2
 			frame := fmt.Sprintf(`{"cnt":%d,"temp":%.2f}`, i, temp)
 			b.wmu.Lock()
 			b.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			err := b.c.WriteMessage(websocket.TextMessage, []byte(frame))
 			b.wmu.Unlock()
-			if err != nil {
-				return
-			}
-		}
+			return err == nil
+		})
 	}()
 	return ended
 }

@@ -1,9 +1,10 @@
 package contracttest
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/esp32gw/esp32gw/internal/boardtest"
+	"github.com/esp32gw/esp32gw/internal/gwproc"
 	"github.com/esp32gw/esp32gw/internal/mosquittotest"
 	"github.com/esp32gw/esp32gw/internal/testgw"
 	"github.com/esp32gw/esp32gw/internal/testutil"
@@ -74,23 +76,14 @@ func liveHeap(g *testgw.Gateway) (peak, gcs int) {
 // rss reads VmRSS of pid from /proc, in bytes.
 func rss(t testing.TB, pid int) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	st, err := gwproc.ReadStatus(pid)
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		t.Skipf("no /proc: %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				t.Fatalf("VmRSS %q: %v", rest, err)
-			}
-			return kb << 10
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return st.RSSKB << 10
 }
 
 // rssWatch samples the gateway's RSS every 100 ms until stop; peak returns
@@ -109,32 +102,22 @@ func watchRSS(t testing.TB, g *testgw.Gateway, stop <-chan struct{}) *rssWatch {
 	pid := g.Pid()
 	go func() {
 		defer close(w.done)
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for i := 1; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		repeat(stop, 100*time.Millisecond, func(i int) bool {
+			st, err := gwproc.ReadStatus(pid)
 			if err != nil {
-				return
+				return false
 			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-					if kb<<10 > w.peak.Load() {
-						w.peak.Store(kb << 10)
-					}
-					if i%10 == 0 {
-						w.mu.Lock()
-						w.secs = append(w.secs, kb>>10)
-						w.mu.Unlock()
-					}
-				}
+			kb := st.RSSKB
+			if kb<<10 > w.peak.Load() {
+				w.peak.Store(kb << 10)
 			}
-		}
+			if (i+1)%10 == 0 {
+				w.mu.Lock()
+				w.secs = append(w.secs, kb>>10)
+				w.mu.Unlock()
+			}
+			return true
+		})
 	}()
 	return w
 }
@@ -179,43 +162,33 @@ type flowCounter struct {
 func countFlow(r *testutil.WSReader, device string, stop <-chan struct{}, check func(json.RawMessage) error) (*flowCounter, <-chan struct{}) {
 	fc := &flowCounter{start: time.Now()}
 	done := make(chan struct{})
+	corrupt := func(s string) {
+		fc.mu.Lock()
+		fc.corrupt = append(fc.corrupt, s)
+		fc.mu.Unlock()
+	}
 	go func() {
 		defer close(done)
-		for {
-			select {
-			case <-stop:
+		eachJSON(r, stop, corrupt, func(m struct {
+			Type, Device string
+			Value        json.RawMessage
+		}) {
+			if m.Type != "event" || m.Device != device {
 				return
-			case f, ok := <-r.Frames():
-				if !ok {
-					return
-				}
-				var m struct {
-					Type, Device string
-					Value        json.RawMessage
-				}
-				if err := json.Unmarshal(f, &m); err != nil {
-					fc.mu.Lock()
-					fc.corrupt = append(fc.corrupt, fmt.Sprintf("not JSON: %.200q", f))
-					fc.mu.Unlock()
-					continue
-				}
-				if m.Type != "event" || m.Device != device {
-					continue
-				}
-				fc.mu.Lock()
-				if check != nil {
-					if err := check(m.Value); err != nil {
-						fc.corrupt = append(fc.corrupt, err.Error())
-					}
-				}
-				s := int(time.Since(fc.start) / time.Second)
-				for len(fc.perSec) <= s {
-					fc.perSec = append(fc.perSec, 0)
-				}
-				fc.perSec[s]++
-				fc.mu.Unlock()
 			}
-		}
+			fc.mu.Lock()
+			if check != nil {
+				if err := check(m.Value); err != nil {
+					fc.corrupt = append(fc.corrupt, err.Error())
+				}
+			}
+			s := int(time.Since(fc.start) / time.Second)
+			for len(fc.perSec) <= s {
+				fc.perSec = append(fc.perSec, 0)
+			}
+			fc.perSec[s]++
+			fc.mu.Unlock()
+		})
 	}()
 	return fc, done
 }
@@ -247,23 +220,17 @@ func (fc *flowCounter) checkEverySecond(t testing.TB, d time.Duration) {
 
 // goodBoard sends {"label":"t","value":N} 20 times a second until stop.
 func goodBoardLoop(t testing.TB, b *board, stop <-chan struct{}) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
+	repeat(stop, 50*time.Millisecond, func(i int) bool {
 		b.wmu.Lock()
 		b.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		err := b.c.WriteMessage(1, []byte(fmt.Sprintf(`{"label":"t","value":%d}`, i)))
 		b.wmu.Unlock()
 		if err != nil {
 			t.Errorf("the well-behaved board's write failed: %v", err)
-			return
+			return false
 		}
-	}
+		return true
+	})
 }
 
 // hostileFrame is a ~60 KB array of readings cycling through 300 labels
@@ -318,12 +285,7 @@ func TestHostileBoardMemoryBounded(t *testing.T) {
 	var frames, bytesSent atomic.Int64
 	wg.Go(func() {
 		n := 0
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		repeat(stop, 0, func(int) bool {
 			f := hostileFrame(&n)
 			evil.wmu.Lock()
 			evil.c.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -331,11 +293,12 @@ func TestHostileBoardMemoryBounded(t *testing.T) {
 			evil.wmu.Unlock()
 			if err != nil {
 				t.Errorf("the hostile board's link broke: %v", err)
-				return
+				return false
 			}
 			frames.Add(1)
 			bytesSent.Add(int64(len(f)))
-		}
+			return true
+		})
 	})
 	time.Sleep(d)
 	close(stop)
@@ -416,12 +379,7 @@ func TestHostileMQTTPublisherMemoryBounded(t *testing.T) {
 		}
 		// Device by device, 300 labels each (256 is the cap): the worst
 		// case for last values.
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		repeat(stop, 0, func(n int) bool {
 			size := 4096 - 2 + n%2 // values just under/over value_bytes
 			if n%7 == 0 {
 				size = 60 << 10 // and some far over
@@ -433,7 +391,8 @@ func TestHostileMQTTPublisherMemoryBounded(t *testing.T) {
 			if n%64 == 0 {
 				tk.WaitTimeout(5 * time.Second) // let the client's queue drain now and then
 			}
-		}
+			return true
+		})
 	})
 	time.Sleep(d)
 	close(stop)
@@ -540,12 +499,7 @@ func TestFloods(t *testing.T) {
 	}()
 	var sent atomic.Int64
 	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		repeat(stop, 0, func(i int) bool {
 			var b []byte
 			if i%4 == 3 {
 				b = []byte(`{"type":"bogus","id":` + strconv.Itoa(i) + `}`)
@@ -555,10 +509,11 @@ func TestFloods(t *testing.T) {
 			fcConn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if err := fcConn.WriteMessage(1, b); err != nil {
 				t.Logf("the flooder was cut off after %d messages: %v", i, err)
-				return
+				return false
 			}
 			sent.Add(1)
-		}
+			return true
+		})
 	})
 	time.Sleep(d)
 	close(stop)
@@ -728,65 +683,49 @@ func TestHostileNetworkProxy(t *testing.T) {
 	const d = 15 * time.Second
 	stop := make(chan struct{})
 	readDone := make(chan struct{})
+	notJSON := func(s string) {
+		mu.Lock()
+		bad = append(bad, s)
+		mu.Unlock()
+	}
 	go func() {
 		defer close(readDone)
-		for {
-			select {
-			case <-stop:
+		eachJSON(r, stop, notJSON, func(m struct {
+			Type, Device, Label string
+			Value               json.RawMessage
+			Online              *bool
+		}) {
+			if m.Device != "hn" {
 				return
-			case f, ok := <-r.Frames():
-				if !ok {
-					return
-				}
-				var m struct {
-					Type, Device, Label string
-					Value               json.RawMessage
-					Online              *bool
-				}
-				if err := json.Unmarshal(f, &m); err != nil {
-					mu.Lock()
-					bad = append(bad, fmt.Sprintf("not JSON: %.200q", f))
-					mu.Unlock()
-					continue
-				}
-				if m.Device != "hn" {
-					continue
-				}
-				mu.Lock()
-				switch {
-				case m.Type == "status" && m.Online != nil && *m.Online:
-					onlines++
-				case m.Type == "status" && m.Online != nil:
-					offlines++
-				case m.Type == "event" && m.Label == "blob":
-					var s string
-					if json.Unmarshal(m.Value, &s) != nil {
-						bad = append(bad, fmt.Sprintf("blob value not a string: %.100s", m.Value))
-						break
-					}
-					var n int
-					if _, err := fmt.Sscanf(s, "v%d-", &n); err != nil || s != payload(n) {
-						bad = append(bad, fmt.Sprintf("blob value corrupted: %.100q", s))
-						break
-					}
-					intact++
-				}
-				mu.Unlock()
 			}
-		}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case m.Type == "status" && m.Online != nil && *m.Online:
+				onlines++
+			case m.Type == "status" && m.Online != nil:
+				offlines++
+			case m.Type == "event" && m.Label == "blob":
+				var s string
+				if json.Unmarshal(m.Value, &s) != nil {
+					bad = append(bad, fmt.Sprintf("blob value not a string: %.100s", m.Value))
+					break
+				}
+				var n int
+				if _, err := fmt.Sscanf(s, "v%d-", &n); err != nil || s != payload(n) {
+					bad = append(bad, fmt.Sprintf("blob value corrupted: %.100q", s))
+					break
+				}
+				intact++
+			}
+		})
 	}()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		repeat(stop, 100*time.Millisecond, func(n int) bool {
 			bd.TextAll(1, boardtest.Frame("blob", payload(n)))
-		}
+			return true
+		})
 	})
 	time.Sleep(d)
 	// Stop resetting; the link must come back and carry a reading.

@@ -84,60 +84,6 @@ func nsClient(ns string) *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial}}
 }
 
-// nsChild is this test binary running TestMDNSRole inside a namespace;
-// closing its stdin tells it to stop.
-type nsChild struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   testutil.SyncBuffer
-	done  chan error
-}
-
-func startNsChild(t *testing.T, ns string, env ...string) *nsChild {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &nsChild{done: make(chan error, 1)}
-	c.cmd = exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^TestMDNSRole$", "-test.v", "-test.timeout=60s")
-	c.cmd.Env = append(os.Environ(), env...)
-	c.cmd.Stdout, c.cmd.Stderr = &c.out, &c.out
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { c.done <- c.cmd.Wait() }()
-	t.Cleanup(func() {
-		c.stdin.Close()
-		select {
-		case err := <-c.done:
-			c.done <- err
-		case <-time.After(10 * time.Second):
-			t.Errorf("namespace child did not stop; killing it:\n%s", c.out.String())
-			c.cmd.Process.Kill()
-		}
-	})
-	return c
-}
-
-// stop closes the child's stdin and fails the test unless it passed.
-func (c *nsChild) stop(t *testing.T) {
-	t.Helper()
-	c.stdin.Close()
-	select {
-	case err := <-c.done:
-		c.done <- err // for the cleanup
-		if err != nil || !strings.Contains(c.out.String(), "\nPASS") {
-			t.Fatalf("namespace B side failed (%v):\n%s", err, c.out.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("namespace B side did not stop within 10 s:\n%s", c.out.String())
-	}
-}
-
 // nativeBoard builds firmware/host's native board (make host, a few seconds)
 // into the test's temp dir and returns its path, or "" when g++ or make is
 // missing; a failed build fails the test.
@@ -233,15 +179,7 @@ func TestMDNSDiscoverAdopt(t *testing.T) {
 	nb := nativeBoard(t)
 
 	a, b := netnstest.New(t, "esp32gw-ct", "mdns-a"), netnstest.New(t, "esp32gw-ct", "mdns-b")
-	pid := strconv.Itoa(os.Getpid())
-	va, vb := "cma"+pid, "cmb"+pid // at most 15 bytes
-	netnstest.IP(t, "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b)
-	for _, side := range []struct{ ns, dev, addr string }{{a, va, mdnsGatewayIP}, {b, vb, mdnsBoardIP}} {
-		netnstest.IP(t, "-n", side.ns, "addr", "add", side.addr+"/24", "dev", side.dev)
-		netnstest.IP(t, "-n", side.ns, "link", "set", side.dev, "up")
-		// No default route in a namespace: multicast needs a route.
-		netnstest.IP(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
-	}
+	_, vb := netnstest.Link(t, a, b, "cm", mdnsGatewayIP+"/24", mdnsBoardIP+"/24")
 
 	const gwID = "gw-mdns"
 	boardAddr := net.JoinHostPort(mdnsBoardIP, strconv.Itoa(mdnsBoardPort))
@@ -256,12 +194,12 @@ func TestMDNSDiscoverAdopt(t *testing.T) {
 	} else {
 		t.Logf("board: no g++ or make, so a Go WebSocket server in namespace B at %s", boardURL)
 	}
-	side := startNsChild(t, b, mdnsRoleEnv+"=board", mdnsIfEnv+"="+vb, mdnsServeEnv+"="+serve, mdnsGwEnv+"="+gwID)
+	side := netnstest.StartChild(t, b, "TestMDNSRole", 60*time.Second, mdnsRoleEnv+"=board", mdnsIfEnv+"="+vb, mdnsServeEnv+"="+serve, mdnsGwEnv+"="+gwID)
 	testutil.Eventually(t, 10*time.Second, "the board's advertisement in namespace B", func() bool {
-		if strings.Contains(side.out.String(), "--- FAIL") {
-			t.Fatalf("namespace B side failed:\n%s", side.out.String())
+		if strings.Contains(side.Out.String(), "--- FAIL") {
+			t.Fatalf("namespace B side failed:\n%s", side.Out.String())
 		}
-		return strings.Contains(side.out.String(), "ADVERTISING")
+		return strings.Contains(side.Out.String(), "ADVERTISING")
 	})
 
 	start := time.Now()
@@ -279,7 +217,7 @@ devices:
 	defer func() {
 		if t.Failed() {
 			t.Logf("gateway log:\n%s", g.Logs())
-			t.Logf("namespace B side:\n%s", side.out.String())
+			t.Logf("namespace B side:\n%s", side.Out.String())
 		}
 	}()
 
@@ -301,7 +239,7 @@ devices:
 	// Namespace B found the gateway with its TXT.
 	var gw gatewayAnswer
 	testutil.Eventually(t, 20*time.Second, "namespace B to find the gateway", func() bool {
-		m := gatewayLineRe.FindStringSubmatch(side.out.String())
+		m := gatewayLineRe.FindStringSubmatch(side.Out.String())
 		if m == nil {
 			return false
 		}
@@ -375,7 +313,8 @@ devices:
 	if err, took := g.Stop(); err != nil {
 		t.Errorf("SIGINT: %v after %v", err, took)
 	}
-	side.stop(t)
+	side.Stdin.Close()
+	side.Wait(t, 10*time.Second, "namespace B side")
 }
 
 // TestMDNSNoMulticast: with mdns enabled in a namespace that has only
@@ -530,19 +469,10 @@ func serveGoBoard(t *testing.T, addr string) {
 				}
 			}
 		}()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
+		repeat(r.Context().Done(), 100*time.Millisecond, func(n int) bool {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"count":%d}`, n)); err != nil {
-				return
-			}
-		}
+			return c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, `{"count":%d}`, n)) == nil
+		})
 	})
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(ln)

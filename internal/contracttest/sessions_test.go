@@ -249,19 +249,8 @@ func TestViewerLogin(t *testing.T) {
 		t.Errorf("the viewer's /ws command: %v, want an error", m)
 	}
 	post := func(path, body string, h http.Header, ck *http.Cookie) int {
-		req, _ := http.NewRequest("POST", g.URL+path, strings.NewReader(body))
-		for k, v := range h {
-			req.Header[k] = v
-		}
-		if ck != nil {
-			req.AddCookie(ck)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		code, _ := requestWith(t, "POST", g.URL+path, body, h, ck)
+		return code
 	}
 	cmd := `{"label":"led","value":"toggle"}`
 	if code := post("/api/devices/demo/command", cmd, nil, ck); code != 403 {
@@ -285,7 +274,14 @@ func TestViewerLogin(t *testing.T) {
 // getWith is a GET with extra headers and an optional cookie.
 func getWith(t *testing.T, url string, h http.Header, ck *http.Cookie) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
+	return requestWith(t, "GET", url, "", h, ck)
+}
+
+// requestWith sends a request with extra headers and an optional cookie and
+// returns the status and body.
+func requestWith(t *testing.T, method, url, body string, h http.Header, ck *http.Cookie) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	for k, v := range h {
 		req.Header[k] = v
 	}

@@ -45,31 +45,19 @@ func TestSnapshotStormKeepsReadingsFlowing(t *testing.T) {
 	var wg sync.WaitGroup
 	published := 0
 	wg.Go(func() { // ~2000 renames a second
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		repeat(stop, time.Millisecond, func(int) bool {
 			for _, name := range []string{"A", "B"} {
 				flooder.c.Publish("esp32gw/remote1/meta", 0, false, meta(name))
 				published++
 			}
-		}
+			return true
+		})
 	})
 	wg.Go(func() { // the local board: 20 readings a second, each carrying its send time
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
+		repeat(stop, 50*time.Millisecond, func(int) bool {
 			board.send(t, fmt.Sprintf(`{"label":"t","value":%d}`, time.Now().UnixMicro()))
-		}
+			return true
+		})
 	})
 
 	var latencies []time.Duration

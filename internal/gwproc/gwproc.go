@@ -1,7 +1,9 @@
 // Package gwproc holds what the tools that run the gateway as a child
-// process (cmd/esp32gw-load, cmd/esp32gw-soak) share: building the binary
-// from the checkout, a free loopback address, a random token, and process
-// attributes that tie the child's life to the tool. It starts no goroutines.
+// process (cmd/esp32gw-load, cmd/esp32gw-soak, cmd/esp32gw-otaload) and the
+// tests that do share: building the binary from the checkout, a free
+// loopback address, a random token, process attributes that tie the child's
+// life to the tool, and reading its memory and CPU time from /proc. It
+// starts no goroutines.
 package gwproc
 
 import (

@@ -6,10 +6,14 @@ package netnstest
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/esp32gw/esp32gw/internal/testutil"
 )
 
 // Require skips the test when it cannot make namespaces (not root, no ip
@@ -53,4 +57,85 @@ func New(t testing.TB, prefix, role string) string {
 	})
 	IP(t, "-n", name, "link", "set", "lo", "up")
 	return name
+}
+
+// Link joins namespaces a and b with a veth pair, DEV+"a"+PID in a and
+// DEV+"b"+PID in b (a dev of at most 3 bytes keeps the names within 15),
+// gives the ends addrA and addrB (with their prefix length, "10.1.2.1/24"),
+// sets them up and routes multicast through them: a namespace has no
+// default route, and multicast needs one. It returns the ends' names.
+func Link(t testing.TB, a, b, dev, addrA, addrB string) (devA, devB string) {
+	t.Helper()
+	pid := fmt.Sprint(os.Getpid())
+	devA, devB = dev+"a"+pid, dev+"b"+pid
+	IP(t, "link", "add", devA, "netns", a, "type", "veth", "peer", "name", devB, "netns", b)
+	for _, side := range []struct{ ns, dev, addr string }{{a, devA, addrA}, {b, devB, addrB}} {
+		IP(t, "-n", side.ns, "addr", "add", side.addr, "dev", side.dev)
+		IP(t, "-n", side.ns, "link", "set", side.dev, "up")
+		IP(t, "-n", side.ns, "route", "add", "224.0.0.0/4", "dev", side.dev)
+	}
+	return devA, devB
+}
+
+// Child is the running test binary run again inside a namespace (ip netns
+// exec) for one test, its role chosen by environment variables; closing
+// Stdin tells it to stop.
+type Child struct {
+	Cmd   *exec.Cmd
+	Stdin io.WriteCloser
+	Out   testutil.SyncBuffer // its stdout and stderr
+	done  chan error
+}
+
+// StartChild runs the test binary in ns with -test.run=^TEST$, -test.v,
+// -test.timeout=TIMEOUT and env added to the environment. When the test
+// ends its stdin is closed; a child that has not exited 10 s later fails
+// the test and is killed.
+func StartChild(t testing.TB, ns, test string, timeout time.Duration, env ...string) *Child {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Child{done: make(chan error, 1)}
+	c.Cmd = exec.Command("ip", "netns", "exec", ns, exe, "-test.run=^"+test+"$", "-test.v", "-test.timeout="+timeout.String())
+	c.Cmd.Env = append(os.Environ(), env...)
+	c.Cmd.Stdout, c.Cmd.Stderr = &c.Out, &c.Out
+	if c.Stdin, err = c.Cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.done <- c.Cmd.Wait() }()
+	t.Cleanup(func() {
+		c.Stdin.Close()
+		select {
+		case err := <-c.done:
+			c.done <- err
+		case <-time.After(10 * time.Second):
+			t.Errorf("namespace child %s in %s did not stop; killing it:\n%s", test, ns, c.Out.String())
+			c.Cmd.Process.Kill()
+			select {
+			case <-c.done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	})
+	return c
+}
+
+// Wait waits up to within for the child to exit and fails the test unless
+// it exited 0 and its test passed; what names it in the failure.
+func (c *Child) Wait(t testing.TB, within time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		c.done <- err // for the cleanup
+		if err != nil || !strings.Contains(c.Out.String(), "\nPASS") {
+			t.Fatalf("%s failed (%v):\n%s", what, err, c.Out.String())
+		}
+	case <-time.After(within):
+		t.Fatalf("%s did not finish within %v:\n%s", what, within, c.Out.String())
+	}
 }
