@@ -60,7 +60,7 @@ void copy(char* out, size_t cap, const char* s) { snprintf(out, cap, "%s", s ? s
 
 ESP32Gateway::ESP32Gateway(Mode mode)
     : mode_(mode), port_(0), enrolling_(false), adopted_(false), begun_client_(false),
-      link_up_(false), pending_valid_(false), ota_pending_(false), publish_every_ms_(1000),
+      link_up_(false), pending_valid_(false), rolled_back_(false), ota_pending_(false), publish_every_ms_(1000),
       next_mdns_ms_(0), nhandlers_(0) {
   id_[0] = token_[0] = board_token_[0] = host_[0] = fw_[0] = project_[0] = '\0';
   copy(path_, sizeof path_, "/device/");
@@ -104,6 +104,19 @@ void ESP32Gateway::begin(const ESP32GatewaySettings& s) {
   const esp_partition_t* running = esp_ota_get_running_partition();
   esp_ota_img_states_t st;
   pending_valid_ = esp_ota_get_state_partition(running, &st) == ESP_OK && st == ESP_OTA_IMG_PENDING_VERIFY;
+  // A rollback (ours after kValidWithinMs, or the bootloader's after the
+  // new image crashed) leaves the other slot marked invalid. Report it
+  // once per failed image: Preferences keeps the slot address reported.
+  const esp_partition_t* bad = esp_ota_get_last_invalid_partition();
+  if (bad != nullptr && !pending_valid_) {
+    Preferences prefs;
+    prefs.begin("esp32gw", false);
+    if (prefs.getUInt("rb_addr", 0) != bad->address) {
+      rolled_back_ = true;
+      prefs.putUInt("rb_addr", bad->address);
+    }
+    prefs.end();
+  }
 
   if (mode_ == kSerial) {
     Serial.setRxBufferSize(512);
@@ -265,6 +278,17 @@ void ESP32Gateway::on_link_up() {
   if (pending_valid_ && !enrolling_) {
     esp_ota_mark_app_valid_cancel_rollback();
     pending_valid_ = false;
+    Preferences prefs;  // a later rollback from this slot is news again
+    prefs.begin("esp32gw", false);
+    prefs.remove("rb_addr");
+    prefs.end();
+  }
+  if (rolled_back_ && !enrolling_) {
+    // The gateway fails the board's update at once instead of after its
+    // 3-minute wait, with the reason.
+    static const char kRolledBack[] =
+        "{\"$ota\":{\"state\":\"failed\",\"error\":\"rolled back: the new image did not reach the gateway\"}}";
+    if (send_text(kRolledBack, sizeof kRolledBack - 1)) rolled_back_ = false;
   }
   attr_timer_.connected();
   if (attr_timer_.due(millis())) send_attributes();

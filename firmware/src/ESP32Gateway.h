@@ -174,6 +174,7 @@ class ESP32Gateway {
   bool begun_client_;
   bool link_up_;
   bool pending_valid_;  // running a new image not yet confirmed by the gateway
+  bool rolled_back_;    // booted after a rollback not yet reported to the gateway
   bool ota_pending_;
   uint32_t publish_every_ms_;
   uint32_t next_mdns_ms_;
