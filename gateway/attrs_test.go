@@ -254,3 +254,16 @@ func TestSetInfo(t *testing.T) {
 		t.Error("the board's first own report after SetInfo sent no info message")
 	}
 }
+
+func TestStopReason(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if r := StopReason(ctx); r != "gateway shutting down" {
+		t.Errorf("plain cancel: %q", r)
+	}
+	ctx, cancelCause := context.WithCancelCause(context.Background())
+	cancelCause(errors.New("device removed from the gateway"))
+	if r := StopReason(ctx); r != "device removed from the gateway" {
+		t.Errorf("with a cause: %q", r)
+	}
+}

@@ -88,3 +88,13 @@ func (r *readingRate) perMinute(now time.Time) int {
 	}
 	return n
 }
+
+// StopReason is why a transport whose ctx ended should say its board went
+// offline: the cause the gateway gave when it stopped just this device (a
+// reload removed or changed it), else "gateway shutting down".
+func StopReason(ctx context.Context) string {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && !errors.Is(cause, context.DeadlineExceeded) {
+		return cause.Error()
+	}
+	return "gateway shutting down"
+}

@@ -469,7 +469,7 @@ func (m *Manager) pruneLocked() {
 	if len(done) <= keepFinished {
 		return
 	}
-	slices.SortFunc(done, func(a, b *job) int { return a.Created.Compare(b.Created) })
+	slices.SortFunc(done, func(a, b *job) int { return a.Finished.Compare(*b.Finished) })
 	for _, j := range done[:len(done)-keepFinished] {
 		delete(m.jobs, j.ID)
 		os.Remove(filepath.Join(m.dir, j.ID+".json"))

@@ -138,34 +138,45 @@ func TestServedProgressIsContiguous(t *testing.T) {
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 
-// A job that becomes the oldest of too many finished jobs as it finishes
-// is pruned, and its file is not written back (it would return after a
-// restart).
-func TestFinishedJobPrunedStaysGone(t *testing.T) {
+// Finished jobs are pruned oldest finished first: a long job that started
+// before many short ones and finishes last is kept (pruning by start time
+// made it vanish the moment it finished), the earliest finished job goes,
+// with its file, and a restart agrees.
+func TestPruneKeepsTheJobThatFinishedLast(t *testing.T) {
 	dir := t.TempDir()
 	r := newRig(t, dir)
 	fw := r.upload(v2)
 	b, frames := r.holdBoard("a")
 	r.addBoard("same", "2.0.0", "weather", "esp32s3", nil)
-	old, _ := r.m.StartJob(fw.SHA256, []string{"a"}, 1)
+	long, _ := r.m.StartJob(fw.SHA256, []string{"a"}, 1)
 	<-frames
+	var short []string
 	for range keepFinished {
 		r.clock.Add(1e9)
-		if _, err := r.m.StartJob(fw.SHA256, []string{"same"}, 1); err != nil { // skipped: finished at once
+		j, err := r.m.StartJob(fw.SHA256, []string{"same"}, 1) // skipped: finished at once
+		if err != nil {
 			t.Fatal(err)
 		}
+		short = append(short, j)
 	}
 	if n := len(r.m.Jobs()); n != keepFinished+1 {
 		t.Fatalf("%d jobs", n)
 	}
+	r.clock.Add(1e9)
 	b.attr("ota", map[string]any{"state": "failed", "error": "no space"})
-	r.waitJob(old, func(JobView) bool { _, ok := r.m.Job(old); return !ok })
-	if _, err := os.Stat(filepath.Join(dir, "ota", old+".json")); !os.IsNotExist(err) {
+	r.waitJob(long, func(v JobView) bool { return v.State == "stopped" })
+	if _, ok := r.m.Job(short[0]); ok {
+		t.Fatalf("the earliest finished job %s is still kept", short[0])
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ota", short[0]+".json")); !os.IsNotExist(err) {
 		t.Fatalf("the pruned job's file: %v", err)
 	}
 	r.restart()
-	if _, ok := r.m.Job(old); ok || len(r.m.Jobs()) != keepFinished {
-		t.Fatalf("after a restart: job %s back: %v, %d jobs", old, ok, len(r.m.Jobs()))
+	if _, ok := r.m.Job(long); !ok || len(r.m.Jobs()) != keepFinished {
+		t.Fatalf("after a restart: job %s kept: %v, %d jobs", long, ok, len(r.m.Jobs()))
+	}
+	if _, ok := r.m.Job(short[0]); ok {
+		t.Fatalf("after a restart: pruned job %s is back", short[0])
 	}
 }
 

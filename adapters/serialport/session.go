@@ -70,8 +70,9 @@ func (p *Port) serve(ctx context.Context, sink gateway.Sink, c *conn) (reason st
 	for {
 		select {
 		case <-ctx.Done():
-			link.Detach("gateway shutting down")
-			return "gateway shutting down", nil
+			reason := gateway.StopReason(ctx)
+			link.Detach(reason)
+			return reason, nil
 		case <-quiet:
 			reason := fmt.Sprintf("no output for %s (silence_timeout)", silence)
 			link.Detach(reason)

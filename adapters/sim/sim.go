@@ -83,7 +83,7 @@ func (b *Board) Run(ctx context.Context, sink gateway.Sink) error {
 	if err != nil {
 		return fmt.Errorf("sim %s: %w", b.cfg.ID, err)
 	}
-	defer link.Detach("gateway shutting down")
+	defer func() { link.Detach(gateway.StopReason(ctx)) }()
 	b.log.Info("simulated board up", "board", b.cfg.Sim.Board, "interval", interval)
 	link.Log(fmt.Sprintf("esp32gw simulated %s board %q booted", b.cfg.Sim.Board, b.cfg.ID))
 

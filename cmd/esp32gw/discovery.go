@@ -37,6 +37,8 @@ func (g *runningGateway) startDiscovery(ctx context.Context) {
 	g.workers.Go(func() {
 		err := mdns.Run(ctx, o, func(b mdns.Board) {
 			if id, ok := ids.id(b); ok {
+				// txtvers is DNS-SD's record version, not the board's.
+				delete(b.Info, "txtvers")
 				g.fleet.pending.AddDiscovered(id, b.URL, b.Addr, b.Info)
 			}
 		})
@@ -90,11 +92,15 @@ type boardIDs struct {
 	noted map[string]bool // boards logged, by advertised id and URL
 }
 
+// reservedID is never a device id: MQTT's PREFIX/bridge/… topics are the
+// gateway's own.
+const reservedID = "bridge"
+
 // maxNotedBoards bounds boardIDs.noted; past it, it starts afresh.
 const maxNotedBoards = 1024
 
 func (n *boardIDs) id(b mdns.Board) (string, bool) {
-	if gateway.ValidID(b.ID) {
+	if gateway.ValidID(b.ID) && b.ID != reservedID {
 		return b.ID, true
 	}
 	id := strings.Map(func(r rune) rune {
@@ -103,7 +109,7 @@ func (n *boardIDs) id(b mdns.Board) (string, bool) {
 		}
 		return '-'
 	}, strings.ToLower(b.ID))
-	ok := gateway.ValidID(id)
+	ok := gateway.ValidID(id) && id != reservedID
 	if k := b.ID + " " + b.URL; !n.noted[k] {
 		if n.noted == nil || len(n.noted) >= maxNotedBoards {
 			n.noted = map[string]bool{}
