@@ -271,12 +271,14 @@ type mqttWatch struct {
 	msgs []mqtt.Message
 }
 
+// find is the first message on topic: for a subscriber that came after
+// the publish, the retained copy (the broker sends it before any newer one).
 func (w *mqttWatch) find(topic string) mqtt.Message {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for i := len(w.msgs) - 1; i >= 0; i-- {
-		if w.msgs[i].Topic() == topic {
-			return w.msgs[i]
+	for _, m := range w.msgs {
+		if m.Topic() == topic {
+			return m
 		}
 	}
 	return nil
@@ -341,33 +343,41 @@ func TestFleetNativeAttributes(t *testing.T) {
 		}
 	}
 
-	// Subscribed only now: what arrives was retained.
-	w := &mqttWatch{}
-	o := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("fleet-attrs-watch").
-		SetCleanSession(true).SetAutoReconnect(false)
-	cl := mqtt.NewClient(o)
-	if tk := cl.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-		t.Fatalf("mqtt connect: %v", tk.Error())
-	}
-	t.Cleanup(func() { cl.Disconnect(100) })
+	// A retained message keeps its retain flag only for a subscriber that
+	// was not there when it was published. So: wait until the gateway has
+	// published all three (live or retained), then subscribe afresh and
+	// take what arrives then, which can only be the retained copies.
 	const (
 		infoTopic   = "esp32gw/garage/info"
 		rssiTopic   = "homeassistant/sensor/esp32gw_garage/info_rssi/config"
 		uptimeTopic = "homeassistant/sensor/esp32gw_garage/info_uptime/config"
 	)
-	for _, f := range []string{infoTopic, "homeassistant/sensor/esp32gw_garage/+/config"} {
-		tk := cl.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
-			w.mu.Lock()
-			w.msgs = append(w.msgs, m)
-			w.mu.Unlock()
-		})
-		if !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
-			t.Fatalf("subscribe %s: %v", f, tk.Error())
+	watch := func(id string) *mqttWatch {
+		w := &mqttWatch{}
+		o := mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID(id).
+			SetCleanSession(true).SetAutoReconnect(false)
+		cl := mqtt.NewClient(o)
+		if tk := cl.Connect(); !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+			t.Fatalf("mqtt connect: %v", tk.Error())
 		}
+		t.Cleanup(func() { cl.Disconnect(100) })
+		for _, f := range []string{infoTopic, "homeassistant/sensor/esp32gw_garage/+/config"} {
+			tk := cl.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+				w.mu.Lock()
+				w.msgs = append(w.msgs, m)
+				w.mu.Unlock()
+			})
+			if !tk.WaitTimeout(5*time.Second) || tk.Error() != nil {
+				t.Fatalf("subscribe %s: %v", f, tk.Error())
+			}
+		}
+		testutil.Eventually(t, 10*time.Second, "info and discovery configs on the broker", func() bool {
+			return w.find(infoTopic) != nil && w.find(rssiTopic) != nil && w.find(uptimeTopic) != nil
+		})
+		return w
 	}
-	testutil.Eventually(t, 10*time.Second, "retained info and discovery configs", func() bool {
-		return w.find(infoTopic) != nil && w.find(rssiTopic) != nil && w.find(uptimeTopic) != nil
-	})
+	watch("fleet-attrs-first")
+	w := watch("fleet-attrs-late")
 	info := w.find(infoTopic)
 	var im map[string]any
 	if err := json.Unmarshal(info.Payload(), &im); err != nil {

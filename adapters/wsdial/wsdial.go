@@ -42,11 +42,6 @@ const (
 	BackoffBase = 600 * time.Millisecond
 	// BackoffCap bounds every retry delay.
 	BackoffCap = 30 * time.Second
-	// HealthyAfter: a link that stayed up this long (one ping period, so
-	// the board answered at least one ping) resets the backoff, and the next
-	// loss is retried within BackoffBase again; a link that dropped sooner (a
-	// board that accepts and hangs up) keeps backing off.
-	HealthyAfter = 5 * time.Second
 	// HandshakeTimeout bounds the TCP connect plus the HTTP upgrade; a board
 	// on the LAN answers in milliseconds.
 	HandshakeTimeout = 5 * time.Second
@@ -58,10 +53,10 @@ type Dialer struct {
 	log *slog.Logger
 
 	// Timing, defaulting to the constants above; tests shorten them.
-	firstJitter, healthy time.Duration
-	retry                backoff.Policy
-	link                 boardlink.Options
-	dialer               websocket.Dialer
+	firstJitter time.Duration
+	retry       backoff.Policy
+	link        boardlink.Options
+	dialer      websocket.Dialer
 }
 
 // New returns a Dialer for a ws-dial device.
@@ -77,7 +72,6 @@ func New(cfg gateway.DeviceConfig, log *slog.Logger) *Dialer {
 		log:         log.With("device", cfg.ID, "transport", gateway.TransportWSDial, "addr", cfg.URL),
 		firstJitter: FirstDialJitter,
 		retry:       backoff.Policy{Base: BackoffBase, Cap: BackoffCap},
-		healthy:     HealthyAfter,
 		link: boardlink.Options{
 			Device:    cfg.ID,
 			Format:    cfg.CommandFormat,
@@ -101,7 +95,7 @@ func (d *Dialer) Run(ctx context.Context, s gateway.Sink) error {
 	if !sleep(ctx, time.Duration(rand.Int64N(int64(d.firstJitter)+1))) {
 		return nil
 	}
-	fails := 0       // consecutive unhealthy attempts: the backoff exponent
+	fails := 0       // consecutive failed dials since the last link: the backoff exponent
 	warned := false  // a dial failure was logged since the last state change
 	lastReason := "" // why the previous link ended, for the "reconnected" log
 	everUp := false
@@ -132,9 +126,9 @@ func (d *Dialer) Run(ctx context.Context, s gateway.Sink) error {
 			}
 			everUp, warned, lastReason = true, false, reason
 			d.log.Warn("board link lost, reconnecting", "reason", reason, "up_for", up.Round(time.Millisecond))
-			if up >= d.healthy {
-				fails = 0
-			}
+			// Every link loss is retried within the contract's 1 s, however
+			// short the link was; only failed dials back off.
+			fails = 0
 		}
 		delay := d.retry.Delay(fails)
 		fails++

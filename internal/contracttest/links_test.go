@@ -144,7 +144,9 @@ func TestBoardLinks(t *testing.T) {
 		st, at := waitStatus(t, "mute", false, 20*time.Second)
 		d := at.Sub(last)
 		t.Logf("offline %v after the last frame: %v", d, st)
-		if d < 14500*time.Millisecond || d > 17*time.Second {
+		// The upper bound leaves a loaded CI machine 5 s of scheduling slack
+		// (seen: 17.9 s while the release tests ran qemu beside it).
+		if d < 14500*time.Millisecond || d > 20*time.Second {
 			t.Errorf("offline %v after the last frame, want 15 s (nothing arrives for 15 s)", d)
 		}
 		if str(st, "reason") == "" {
@@ -164,7 +166,9 @@ func TestBoardLinks(t *testing.T) {
 		st, at := waitStatus(t, "dmute", false, 20*time.Second)
 		d := at.Sub(connected)
 		t.Logf("offline %v after connecting: %v", d, st)
-		if d < 14500*time.Millisecond || d > 17*time.Second {
+		// The upper bound leaves a loaded CI machine 5 s of scheduling slack
+		// (seen: 17.9 s while the release tests ran qemu beside it).
+		if d < 14500*time.Millisecond || d > 20*time.Second {
 			t.Errorf("offline %v after the link came up with nothing arriving, want 15 s", d)
 		}
 		if str(st, "reason") == "" {
@@ -181,6 +185,8 @@ func TestBoardLinks(t *testing.T) {
 			t.Fatal("the gateway did not dial the board")
 		}
 		waitOnline(t, g, "redial", true, 5*time.Second)
+		// Cut at once: every link loss is retried within 1 s, even when
+		// earlier dials failed (a loaded machine) and the link was short.
 		sl.refuse.Store(true)
 		n0 := len(sl.times())
 		lost := time.Now()
