@@ -227,7 +227,16 @@ func (r *msgRing) pop(dst []*Message, limit int) []*Message {
 type Filter struct {
 	Devices map[string]bool // nil: every device
 	Logs    bool
+	// NoEvents: readings are not delivered, only what changes a device's
+	// state (status, info, snapshots). For the gateway's own followers
+	// that act on board state (firmware updates): they cost nothing per
+	// reading and never fall behind under a flood of readings.
+	NoEvents bool
 }
+
+// SkipEvents makes the subscriber receive no events (readings), only
+// status, info, snapshot and pending messages, for every device.
+func (s *Subscription) SkipEvents() { s.filter.Store(&Filter{NoEvents: true}) }
 
 // SetFilter replaces the subscriber's filter; nil devices means all devices.
 func (s *Subscription) SetFilter(devices []string, logs bool) {
@@ -252,7 +261,7 @@ func (f *Filter) wants(m *Message) bool {
 	if f == nil {
 		return m.Kind != KindLog
 	}
-	if m.Kind == KindLog && !f.Logs {
+	if m.Kind == KindLog && !f.Logs || m.Kind == KindEvent && f.NoEvents {
 		return false
 	}
 	return f.Devices == nil || f.Devices[m.Device]

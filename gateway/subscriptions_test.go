@@ -80,3 +80,31 @@ func TestMsgRingRelease(t *testing.T) {
 		t.Fatalf("drained ring holds %d slots", len(q.buf))
 	}
 }
+
+// A subscriber that skips events gets device state (status, info) and no
+// reading, so a flood of readings can never make it fall behind.
+func TestSkipEvents(t *testing.T) {
+	h := newTestHub(t, Options{}, DeviceInfo{ID: "a"})
+	s, _ := mustSubscribe(t, h, -1, 4)
+	s.SkipEvents()
+	drain(s)
+	l := mustAttach(t, h, "a", nil)
+	for i := range 100 { // 25 times its queue
+		l.Publish(r("count", fmt.Sprint(i)))
+	}
+	l.Publish(attr("fw", `"1.0"`))
+	l.Detach("gone")
+	ms := drain(s)
+	var kinds []MessageKind
+	for _, m := range ms {
+		kinds = append(kinds, m.Kind)
+	}
+	if len(ms) != 3 || ms[0].Kind != KindStatus || ms[1].Kind != KindInfo || ms[2].Kind != KindStatus {
+		t.Fatalf("messages %v, want status, info, status and no event", kinds)
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("dropped as a slow consumer by readings it does not take")
+	default:
+	}
+}

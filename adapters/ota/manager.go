@@ -228,6 +228,7 @@ func (m *Manager) Run(ctx context.Context) {
 			<-ctx.Done()
 			return
 		}
+		sub.SkipEvents() // board state is enough: no work per reading
 		m.step(ctx)
 		m.follow(ctx, sub, tick)
 		sub.Close()
