@@ -194,13 +194,14 @@ func newTransport(d gateway.DeviceConfig, log *slog.Logger) gateway.Transport {
 func (g *runningGateway) run(ctx context.Context) error {
 	runCtx, stop := context.WithCancel(ctx)
 	g.stop = stop
-	logReady(g.log, g.ln.Addr(), g.tlsOn(), g.cfg.HTTP.Auth, g.token, g.tokenAt, len(g.cfg.Devices))
-
 	for _, d := range g.cfg.Devices {
 		if b := g.boards[d.ID]; b != nil {
 			g.startBoard(runCtx, b)
 		}
 	}
+	// After the boards start, so a browser that follows the login URL at
+	// once finds simulated boards already linked (they attach at once).
+	logReady(g.log, g.ln.Addr(), g.tlsOn(), g.cfg.HTTP.Auth, g.token, g.tokenAt, len(g.cfg.Devices))
 	g.workers.Go(func() { g.state.Run(runCtx, g.hub) })
 	g.fleet.start(runCtx, &g.workers)
 	if g.ota != nil {
