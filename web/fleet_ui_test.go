@@ -631,6 +631,14 @@ func TestFleetUI(t *testing.T) {
 	reload()
 	wait("phone fleet", `document.querySelectorAll('#fleet-body tr[data-device]').length === 4`)
 	p.Click(row("kitchen") + ` button.details`)
+	// On a loaded machine the tap can land while the freshly loaded page
+	// still moves (the pending list renders above the table): tap again
+	// until the details are open.
+	wait("phone details open", `(() => {
+		const d = document.querySelector('`+row("kitchen")+` + tr.fleet-detail');
+		if (d && d.hidden) document.querySelector('`+row("kitchen")+` button.details').click();
+		return !!d && !d.hidden;
+	})()`)
 	wait("phone charts", `[...document.querySelectorAll('tr.fleet-detail:not([hidden]) .hist')].filter(h => h.dataset.state === 'ready').length === 2`)
 	wait("phone fleet: no horizontal scroll", noSideways)
 	fleetShot(p, "fleet-phone.png")
