@@ -219,10 +219,12 @@ func TestOversizedFrameClosesWith1009AndAReason(t *testing.T) {
 func TestSilentBoardGoesOfflineAndCommandsFailFast(t *testing.T) {
 	testutil.CheckGoroutines(t)
 	const ping, silence = 50 * time.Millisecond, 300 * time.Millisecond
+	// The link's silence clock starts when it is attached, before the test
+	// sees the online status: measure from before the start.
+	began := time.Now()
 	f := start(t, boardlink.Options{PingPeriod: ping, SilenceTimeout: silence})
 	boardtest.Next(t, f.sub, 2*time.Second, "online", boardtest.Status(dev, true))
 	// The board never reads, so it never answers a ping: the link must die.
-	began := time.Now()
 	m := boardtest.Next(t, f.sub, 10*silence, "offline status", boardtest.Status(dev, false))
 	took := time.Since(began)
 	if !strings.Contains(m.Reason, "no frame or pong") {
